@@ -1,0 +1,310 @@
+"""What the PostgreSQL and SQLite backends share: running named queries and shaping their rows.
+
+Internal: not covered by semver. A dialect supplies its queries file, how it encodes times and
+decodes rows, and what it does after a commit; the methods of the ``Backend`` Protocol live here
+once, so both dialects keep the same semantics by construction.
+"""
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import RowMapping, TextClause, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from fastapi_equeue.backend import (
+    AttemptError,
+    Capabilities,
+    JobClaimParams,
+    JobCompleteParams,
+    JobInsertParams,
+    JobListParams,
+    JobRow,
+    Notification,
+    Notifier,
+    QueueStatsRow,
+    WorkerParams,
+)
+from fastapi_equeue.backends._queries import load_migrations, load_queries, migration_script
+from fastapi_equeue.jobs import JobStatus
+
+WORKER_LOST = "WorkerLost: the worker running this attempt stopped sending heartbeats"
+
+
+class SQLBackend(ABC):
+    """A ``Backend`` over a SQLAlchemy async engine and one dialect's ``queries.sql``."""
+
+    dialect: ClassVar[str]
+    capabilities: Capabilities
+    notifier: Notifier
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._q: dict[str, TextClause] = {
+            name: text(sql) for name, sql in load_queries(self.dialect).items()
+        }
+
+    # -- what a dialect provides ---------------------------------------------------------------
+
+    @abstractmethod
+    def _bind(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Add what the dialect's statements need beyond the caller's parameters."""
+
+    @abstractmethod
+    def _time(self, value: datetime) -> Any:
+        """A timestamp as this dialect binds it."""
+
+    @abstractmethod
+    def _decode(self, row: RowMapping) -> JobRow:
+        """One ``equeue_jobs`` row as a ``JobRow``."""
+
+    @abstractmethod
+    def _announce(self, conn: AsyncConnection | None, notification: Notification) -> None:
+        """Tell this process's listeners once the write is committed (if the database cannot)."""
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect: the engine's pool opens connections on first use."""
+
+    async def close(self) -> None:
+        """Dispose of every pooled connection."""
+        await self._engine.dispose()
+
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations in one transaction, under the dialect's lock."""
+        applied_now: list[str] = []
+        async with self._engine.begin() as conn:
+            await conn.execute(self._q["migration_lock"])
+            await conn.execute(self._q["migration_table_create"])
+            applied = set((await conn.execute(self._q["migration_applied"])).scalars())
+            for name, statements in load_migrations(self.dialect):
+                if name in applied:
+                    continue
+                for statement in statements:
+                    await conn.exec_driver_sql(statement)
+                await conn.execute(self._q["migration_record"], {"name": name})
+                applied_now.append(name)
+        return applied_now
+
+    def migration_script(self) -> str:
+        """Every migration as one SQL script."""
+        return migration_script(self.dialect)
+
+    # -- jobs ------------------------------------------------------------------------------------
+
+    async def job_cancel(self, job_id: str) -> JobRow | None:
+        """Cancel a queued or retrying job, or flag a processing one; ``None`` if neither."""
+        rows = await self._write("job_cancel", {"id": job_id})
+        if not rows:
+            return None
+        self._announce(None, Notification("cancel", (job_id,)))
+        return rows[0]
+
+    async def job_cancel_requested(self, job_ids: Sequence[str]) -> list[str]:
+        """Which of these processing jobs have been asked to cancel."""
+        async with self._engine.connect() as conn:
+            result = await conn.execute(
+                self._q["job_cancel_requested"], self._bind({"ids": json.dumps(list(job_ids))})
+            )
+            return [str(value) for value in result.scalars()]
+
+    async def job_claim(self, params: JobClaimParams) -> list[JobRow]:
+        """Mark up to ``params.limit`` due jobs processing for the worker."""
+        values: dict[str, Any] = {"worker_id": params.worker_id, "limit": params.limit}
+        name = "job_claim"
+        if params.queues is not None:
+            name = "job_claim_queues"
+            values["queues"] = json.dumps(list(params.queues))
+        rows = await self._write(name, values)
+        rows.sort(key=_claim_order)
+        return rows
+
+    async def job_complete_many(self, params: Sequence[JobCompleteParams]) -> set[str]:
+        """Write attempt outcomes in one statement; return the ids the fence let through."""
+        payload = json.dumps([self._outcome(p) for p in params], default=str)
+        async with self._engine.begin() as conn:
+            result = await conn.execute(self._q["job_complete_many"], self._bind({"rows": payload}))
+            written = result.mappings().all()
+        ids = {str(row["id"]) for row in written}
+        done = tuple(str(r["id"]) for r in written if JobStatus(r["status"]).is_final)
+        if done:
+            self._announce(None, Notification("done", done))
+        requeued = tuple({r["queue"] for r in written if r["status"] == JobStatus.QUEUED})
+        if requeued:
+            self._announce(None, Notification("available", requeued))
+        return ids
+
+    async def job_get(self, job_id: str, *, conn: AsyncConnection | None = None) -> JobRow | None:
+        """One job by id."""
+        rows = await self._read("job_get", {"id": job_id}, conn)
+        return rows[0] if rows else None
+
+    async def job_get_by_keys(
+        self, keys: Sequence[str], *, conn: AsyncConnection | None = None
+    ) -> list[JobRow]:
+        """The jobs holding these idempotency keys."""
+        return await self._read("job_get_by_keys", {"keys": json.dumps(list(keys))}, conn)
+
+    async def job_insert_many(
+        self, params: Sequence[JobInsertParams], *, conn: AsyncConnection | None = None
+    ) -> list[JobRow]:
+        """Insert jobs in one statement; rows whose idempotency key exists are skipped."""
+        payload = json.dumps([self._insert(p) for p in params])
+        rows = await self._write("job_insert_many", {"rows": payload}, conn)
+        if rows:
+            self._announce(conn, Notification("available", tuple({row.queue for row in rows})))
+        return rows
+
+    async def job_list(self, params: JobListParams) -> list[JobRow]:
+        """A page of jobs, newest first."""
+        after_created, after_id = params.after or (None, None)
+        values = {
+            "limit": params.limit,
+            "status": params.status.value if params.status else None,
+            "job_type": params.job_type,
+            "queue": params.queue,
+            "after_created": self._time(after_created) if after_created else None,
+            "after_id": after_id,
+        }
+        return await self._read("job_list", values, None)
+
+    async def job_rescue_stalled(self, stalled_after: float) -> list[JobRow]:
+        """Put back (or fail) processing jobs whose worker has been silent for ``stalled_after``."""
+        values = {"stalled_after": stalled_after, "error": WORKER_LOST}
+        async with self._engine.begin() as conn:
+            result = await conn.execute(self._q["job_rescue_stalled"], self._bind(values))
+            rows = [self._decode(row) for row in result.mappings()]
+            await conn.execute(self._q["worker_forget"], self._bind(values))
+        if rows:
+            self._announce(None, Notification("available", tuple({row.queue for row in rows})))
+            done = tuple(row.id for row in rows if row.status.is_final)
+            if done:
+                self._announce(None, Notification("done", done))
+        return rows
+
+    async def job_retry(self, job_id: str) -> JobRow | None:
+        """Queue a failed or cancelled job again; ``None`` if it is neither."""
+        rows = await self._write("job_retry", {"id": job_id})
+        if not rows:
+            return None
+        self._announce(None, Notification("available", (rows[0].queue,)))
+        return rows[0]
+
+    async def queue_stats(self) -> list[QueueStatsRow]:
+        """Job counts per queue and status."""
+        async with self._engine.connect() as conn:
+            result = await conn.execute(self._q["queue_stats"], self._bind({}))
+            return [
+                QueueStatsRow(queue=row["queue"], status=JobStatus(row["status"]), count=row["count"])
+                for row in result.mappings()
+            ]
+
+    # -- workers ---------------------------------------------------------------------------------
+
+    async def worker_deregister(self, worker_id: str) -> None:
+        """Remove a worker that stopped cleanly."""
+        async with self._engine.begin() as conn:
+            await conn.execute(self._q["worker_deregister"], self._bind({"id": worker_id}))
+
+    async def worker_heartbeat(self, worker_id: str) -> bool:
+        """Prove the worker alive; ``False`` if its row is gone."""
+        async with self._engine.begin() as conn:
+            result = await conn.execute(self._q["worker_heartbeat"], self._bind({"id": worker_id}))
+            return result.first() is not None
+
+    async def worker_register(self, params: WorkerParams) -> None:
+        """Record a starting worker process."""
+        values = {
+            "id": params.id,
+            "hostname": params.hostname,
+            "pid": params.pid,
+            "concurrency": params.concurrency,
+            "queues": json.dumps(list(params.queues)) if params.queues is not None else None,
+        }
+        async with self._engine.begin() as conn:
+            await conn.execute(self._q["worker_register"], self._bind(values))
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _transaction(self, conn: AsyncConnection | None) -> AsyncIterator[AsyncConnection]:
+        if conn is not None:
+            yield conn
+            return
+        async with self._engine.begin() as own:
+            yield own
+
+    async def _write(
+        self, name: str, values: dict[str, Any], conn: AsyncConnection | None = None
+    ) -> list[JobRow]:
+        async with self._transaction(conn) as c:
+            result = await c.execute(self._q[name], self._bind(values))
+            return [self._decode(row) for row in result.mappings()]
+
+    async def _read(
+        self, name: str, values: dict[str, Any], conn: AsyncConnection | None
+    ) -> list[JobRow]:
+        if conn is not None:
+            result = await conn.execute(self._q[name], self._bind(values))
+            return [self._decode(row) for row in result.mappings()]
+        async with self._engine.connect() as own:
+            result = await own.execute(self._q[name], self._bind(values))
+            return [self._decode(row) for row in result.mappings()]
+
+    def _insert(self, p: JobInsertParams) -> dict[str, Any]:
+        return {
+            "id": p.id,
+            "job_type": p.job_type,
+            "queue": p.queue,
+            "payload": p.payload,
+            "priority": p.priority,
+            "max_attempts": p.max_attempts,
+            "delay": p.delay,
+            "run_at": self._time(p.run_at) if p.run_at is not None else None,
+            "idempotency_key": p.idempotency_key,
+        }
+
+    @staticmethod
+    def _outcome(p: JobCompleteParams) -> dict[str, Any]:
+        error = None
+        if p.error is not None:
+            error = {
+                "attempt": p.error.attempt,
+                "error": p.error.error,
+                "traceback": p.error.traceback,
+                "at": p.error.at.isoformat(),
+                "worker_id": p.error.worker_id,
+            }
+        return {
+            "id": p.id,
+            "attempt": p.attempt,
+            "worker_id": p.worker_id,
+            "status": p.status,
+            # Encoded here so that a JSON string result survives SQLite's json_extract as JSON.
+            "result": json.dumps(p.result) if p.status == "completed" else None,
+            "error": error,
+            "retry_delay": p.retry_delay,
+        }
+
+
+def decode_errors(value: Any) -> tuple[AttemptError, ...]:
+    """The stored error history (a JSON array, decoded or not) as ``AttemptError`` values."""
+    items = json.loads(value) if isinstance(value, str) else value or []
+    return tuple(
+        AttemptError(
+            attempt=item.get("attempt", 0),
+            error=item.get("error", ""),
+            traceback=item.get("traceback"),
+            at=datetime.fromisoformat(item["at"]),
+            worker_id=item.get("worker_id"),
+        )
+        for item in items
+    )
+
+
+def _claim_order(row: JobRow) -> tuple[int, datetime, str]:
+    return (-row.priority, row.scheduled_at, row.id)

@@ -1,0 +1,1 @@
+"""The PostgreSQL backend: SKIP LOCKED claims, LISTEN/NOTIFY wake-ups."""

@@ -1,0 +1,61 @@
+"""``PostgresBackend``: the named queries of ``queries.sql`` run through SQLAlchemy on asyncpg."""
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from fastapi_equeue.backend import Capabilities, JobRow, Notification
+from fastapi_equeue.backends._sql import SQLBackend, decode_errors
+from fastapi_equeue.backends.postgres.notifier import PostgresNotifier
+from fastapi_equeue.jobs import JobStatus
+
+
+class PostgresBackend(SQLBackend):
+    """PostgreSQL is the queue: row locks for claims, NOTIFY for wake-ups, its clock for time."""
+
+    dialect: ClassVar[str] = "postgres"
+
+    def __init__(self, engine: AsyncEngine, notifier: PostgresNotifier) -> None:
+        super().__init__(engine)
+        self.capabilities = Capabilities(listen_notify=True)
+        self.notifier = notifier
+
+    async def close(self) -> None:
+        """Stop listening and dispose of every pooled connection."""
+        await self.notifier.stop()
+        await super().close()
+
+    def _bind(self, params: dict[str, Any]) -> dict[str, Any]:
+        return params
+
+    def _time(self, value: datetime) -> Any:
+        return value.isoformat()
+
+    def _announce(self, conn: AsyncConnection | None, notification: Notification) -> None:
+        # The statements NOTIFY themselves, so every process (this one included) hears it at commit.
+        return
+
+    def _decode(self, row: RowMapping) -> JobRow:
+        worker_id = row["worker_id"]
+        return JobRow(
+            id=str(row["id"]),
+            job_type=row["job_type"],
+            queue=row["queue"],
+            status=JobStatus(row["status"]),
+            payload=row["payload"],
+            priority=row["priority"],
+            attempts=row["attempts"],
+            max_attempts=row["max_attempts"],
+            created_at=row["created_at"],
+            scheduled_at=row["scheduled_at"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            result=row["result"],
+            last_error=row["last_error"],
+            errors=decode_errors(row["errors"]),
+            idempotency_key=row["idempotency_key"],
+            worker_id=str(worker_id) if worker_id is not None else None,
+            cancel_requested=row["cancel_requested"],
+        )

@@ -1,0 +1,236 @@
+-- Every runtime statement of the PostgreSQL backend, one per name, in alphabetical order.
+-- Format: "-- name: <query>", a one-line description, then the statement.
+-- Times come from the database (now()), so every machine shares one clock.
+-- Notifications go to the channel "equeue" as "<kind>:<values>"; PostgreSQL delivers them only
+-- when the transaction commits, so a wake-up never announces a job that a rollback removed.
+
+-- name: job_cancel
+-- Cancel a waiting job at once; flag a running one and tell its worker to cancel it.
+UPDATE equeue_jobs
+SET status = CASE WHEN status = 'processing' THEN status ELSE 'cancelled' END,
+    cancel_requested = (status = 'processing'),
+    finished_at = CASE WHEN status = 'processing' THEN NULL ELSE now() END
+WHERE id = CAST(:id AS uuid) AND status IN ('queued', 'retrying', 'processing')
+RETURNING *, pg_notify('equeue', 'cancel:' || id::text) IS NULL AS notified;
+
+-- name: job_cancel_requested
+-- Which of a worker's running jobs have been asked to cancel (the fallback to NOTIFY).
+SELECT id
+FROM equeue_jobs
+WHERE id IN (SELECT CAST(value AS uuid) FROM jsonb_array_elements_text(CAST(:ids AS jsonb)))
+  AND status = 'processing'
+  AND cancel_requested;
+
+-- name: job_claim
+-- Take up to :limit due jobs from any queue for one worker, highest priority first.
+-- SKIP LOCKED sits in the CTE so that concurrent claimers pass over each other's rows instead of
+-- queueing behind them; the CTE also fixes the LIMIT before the UPDATE, which a subquery in the
+-- UPDATE's WHERE would not guarantee. The ORDER BY matches equeue_jobs_claimable_idx.
+WITH due AS (
+    SELECT id
+    FROM equeue_jobs
+    WHERE status IN ('queued', 'retrying') AND scheduled_at <= now()
+    ORDER BY priority DESC, scheduled_at, id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE equeue_jobs AS j
+SET status = 'processing', attempts = j.attempts + 1, started_at = now(),
+    worker_id = CAST(:worker_id AS uuid)
+FROM due
+WHERE j.id = due.id
+RETURNING j.*;
+
+-- name: job_claim_queues
+-- The same claim restricted to the worker's queues (a JSON array of names).
+WITH due AS (
+    SELECT id
+    FROM equeue_jobs
+    WHERE status IN ('queued', 'retrying') AND scheduled_at <= now()
+      AND queue IN (SELECT jsonb_array_elements_text(CAST(:queues AS jsonb)))
+    ORDER BY priority DESC, scheduled_at, id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE equeue_jobs AS j
+SET status = 'processing', attempts = j.attempts + 1, started_at = now(),
+    worker_id = CAST(:worker_id AS uuid)
+FROM due
+WHERE j.id = due.id
+RETURNING j.*;
+
+-- name: job_complete_many
+-- Write a batch of attempt outcomes (a JSON array) and announce the jobs that ended.
+-- The fence (attempt, worker, status = processing) makes a late, duplicate or zombie write a
+-- no-op: once the rescuer or another worker has moved the job on, this attempt's word is void.
+-- "queued" is an attempt interrupted by shutdown: it goes back without counting.
+WITH outcome AS (
+    SELECT *
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS o(
+        id uuid, attempt integer, worker_id uuid, status text, result text, error jsonb,
+        retry_delay double precision)
+),
+updated AS (
+    UPDATE equeue_jobs AS j
+    SET status = o.status,
+        attempts = CASE WHEN o.status = 'queued' THEN j.attempts - 1 ELSE j.attempts END,
+        result = CASE WHEN o.status = 'completed' THEN CAST(o.result AS jsonb) ELSE j.result END,
+        errors = CASE WHEN o.error IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(o.error) END,
+        last_error = CASE WHEN o.error IS NULL THEN j.last_error ELSE o.error ->> 'error' END,
+        scheduled_at = CASE WHEN o.status = 'retrying'
+                            THEN now() + make_interval(secs => o.retry_delay)
+                            ELSE j.scheduled_at END,
+        started_at = CASE WHEN o.status = 'queued' THEN NULL ELSE j.started_at END,
+        finished_at = CASE WHEN o.status IN ('completed', 'failed', 'cancelled') THEN now() END,
+        worker_id = NULL,
+        cancel_requested = false
+    FROM outcome AS o
+    WHERE j.id = o.id AND j.attempts = o.attempt AND j.worker_id = o.worker_id
+      AND j.status = 'processing'
+    RETURNING j.id, j.status, j.queue
+),
+done AS (
+    -- One notification per batch, not per job; ids are 36 characters and a batch is at most
+    -- 100 outcomes, well under NOTIFY's 8000-byte payload limit.
+    SELECT pg_notify('equeue', 'done:' || string_agg(id::text, ','))
+    FROM updated
+    WHERE status IN ('completed', 'failed', 'cancelled')
+    HAVING count(*) > 0
+),
+requeued AS (
+    SELECT pg_notify('equeue', 'available:' || queue)
+    FROM (SELECT DISTINCT queue FROM updated WHERE status = 'queued') AS q
+)
+SELECT id, status, queue
+FROM updated
+-- The one-time filter makes PostgreSQL run the notifying CTEs, which it would otherwise skip.
+WHERE (SELECT count(*) FROM done) + (SELECT count(*) FROM requeued) >= 0;
+
+-- name: job_get
+-- One job by id.
+SELECT * FROM equeue_jobs WHERE id = CAST(:id AS uuid);
+
+-- name: job_get_by_keys
+-- The jobs holding these idempotency keys (a JSON array).
+SELECT *
+FROM equeue_jobs
+WHERE idempotency_key IN (SELECT jsonb_array_elements_text(CAST(:keys AS jsonb)));
+
+-- name: job_insert_many
+-- Insert a batch of jobs (a JSON array) in one statement and wake the workers of their queues.
+-- A key that exists already skips its row: ON CONFLICT waits for a concurrent inserter of the
+-- same key to commit, so concurrent enqueues with one key make one row.
+-- The wake-up is one NOTIFY per queue per statement, sent at commit (also the host's commit).
+WITH inserted AS (
+    INSERT INTO equeue_jobs (
+        id, job_type, queue, payload, priority, max_attempts, scheduled_at, idempotency_key)
+    SELECT r.id, r.job_type, r.queue, r.payload, r.priority, r.max_attempts,
+           coalesce(r.run_at, now() + make_interval(secs => r.delay)), r.idempotency_key
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
+        id uuid, job_type text, queue text, payload jsonb, priority integer,
+        max_attempts integer, delay double precision, run_at timestamptz, idempotency_key text)
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING *
+)
+SELECT inserted.*,
+       (SELECT count(pg_notify('equeue', 'available:' || q.queue))
+        FROM (SELECT DISTINCT queue FROM inserted) AS q) AS notified
+FROM inserted;
+
+-- name: job_list
+-- A page of jobs, newest first, after a keyset position, with optional filters.
+SELECT *
+FROM equeue_jobs
+WHERE (CAST(:status AS text) IS NULL OR status = :status)
+  AND (CAST(:job_type AS text) IS NULL OR job_type = :job_type)
+  AND (CAST(:queue AS text) IS NULL OR queue = :queue)
+  AND (CAST(:after_created AS timestamptz) IS NULL
+       OR (created_at, id) < (CAST(:after_created AS timestamptz), CAST(:after_id AS uuid)))
+ORDER BY created_at DESC, id DESC
+LIMIT :limit;
+
+-- name: job_rescue_stalled
+-- Take back running jobs whose worker has been silent for :stalled_after seconds. The lost attempt
+-- counts (a WorkerLost error); with none left the job fails, and a job
+-- that was being cancelled ends cancelled. SKIP LOCKED lets every worker run this at once, and a
+-- job whose completion is being written right now is left to that write.
+WITH lost AS (
+    SELECT j.id
+    FROM equeue_jobs AS j
+    WHERE j.status = 'processing'
+      AND NOT EXISTS (
+          SELECT 1 FROM equeue_workers AS w
+          WHERE w.id = j.worker_id
+            AND w.last_beat_at > now() - make_interval(secs => :stalled_after))
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE equeue_jobs AS j
+SET status = CASE WHEN j.cancel_requested THEN 'cancelled'
+                  WHEN j.attempts >= j.max_attempts THEN 'failed'
+                  ELSE 'queued' END,
+    errors = j.errors || jsonb_build_array(jsonb_build_object(
+        'attempt', j.attempts,
+        'error', CAST(:error AS text),
+        'traceback', NULL,
+        'at', now(),
+        'worker_id', j.worker_id)),
+    last_error = CAST(:error AS text),
+    finished_at = CASE WHEN j.cancel_requested OR j.attempts >= j.max_attempts THEN now() END,
+    worker_id = NULL,
+    cancel_requested = false
+FROM lost
+WHERE j.id = lost.id
+RETURNING j.*, pg_notify('equeue', 'available:' || j.queue) IS NULL AS notified;
+
+-- name: job_retry
+-- Queue a failed or cancelled job again, attempts reset, errors kept.
+UPDATE equeue_jobs
+SET status = 'queued', attempts = 0, scheduled_at = now(), started_at = NULL,
+    finished_at = NULL, result = NULL, worker_id = NULL, cancel_requested = false
+WHERE id = CAST(:id AS uuid) AND status IN ('failed', 'cancelled')
+RETURNING *, pg_notify('equeue', 'available:' || queue) IS NULL AS notified;
+
+-- name: migration_applied
+-- The migrations already applied.
+SELECT name FROM equeue_migrations ORDER BY name;
+
+-- name: migration_lock
+-- Serialise concurrent migrators until this transaction ends (the key is arbitrary but fixed).
+SELECT pg_advisory_xact_lock(7126351130);
+
+-- name: migration_record
+-- Remember that a migration was applied.
+INSERT INTO equeue_migrations (name) VALUES (:name);
+
+-- name: migration_table_create
+-- The table that tracks applied migrations.
+CREATE TABLE IF NOT EXISTS equeue_migrations (
+    name       text PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: notifier_ping
+-- Prove the listening connection alive (a dead one would otherwise go unnoticed).
+SELECT 1;
+
+-- name: queue_stats
+-- Job counts per queue and status.
+SELECT queue, status, count(*) AS count FROM equeue_jobs GROUP BY queue, status;
+
+-- name: worker_deregister
+-- Forget a worker that stopped cleanly.
+DELETE FROM equeue_workers WHERE id = CAST(:id AS uuid);
+
+-- name: worker_forget
+-- Forget workers silent for :stalled_after seconds (their jobs were just rescued).
+DELETE FROM equeue_workers WHERE last_beat_at <= now() - make_interval(secs => :stalled_after);
+
+-- name: worker_heartbeat
+-- Prove a worker alive; no row back means it was declared lost.
+UPDATE equeue_workers SET last_beat_at = now() WHERE id = CAST(:id AS uuid) RETURNING id;
+
+-- name: worker_register
+-- Record a starting worker process (or refresh one that was declared lost and came back).
+INSERT INTO equeue_workers (id, hostname, pid, queues, concurrency)
+VALUES (CAST(:id AS uuid), :hostname, :pid, CAST(:queues AS jsonb), :concurrency)
+ON CONFLICT (id) DO UPDATE SET last_beat_at = now();

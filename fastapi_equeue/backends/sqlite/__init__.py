@@ -1,0 +1,1 @@
+"""The SQLite backend: BEGIN IMMEDIATE claims, in-process wake-ups plus polling."""

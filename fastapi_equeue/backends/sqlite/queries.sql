@@ -1,0 +1,194 @@
+-- Every runtime statement of the SQLite backend: the same names as postgres/queries.sql.
+-- Format: "-- name: <query>", a one-line description, then the statement.
+-- Times are UTC epoch seconds passed in as :now from the queue's clock; JSON is text.
+-- Every transaction of this backend starts with BEGIN IMMEDIATE (see backend.py): it takes the
+-- database's write lock up front, so a claim cannot read rows that another writer then changes,
+-- and writers queue on busy_timeout instead of failing with "database is locked" mid-transaction.
+
+-- name: job_cancel
+-- Cancel a waiting job at once; flag a running one for its worker.
+UPDATE equeue_jobs
+SET status = CASE WHEN status = 'processing' THEN status ELSE 'cancelled' END,
+    cancel_requested = (status = 'processing'),
+    finished_at = CASE WHEN status = 'processing' THEN NULL ELSE :now END
+WHERE id = :id AND status IN ('queued', 'retrying', 'processing')
+RETURNING *;
+
+-- name: job_cancel_requested
+-- Which of a worker's running jobs have been asked to cancel.
+SELECT id
+FROM equeue_jobs
+WHERE id IN (SELECT value FROM json_each(:ids))
+  AND status = 'processing'
+  AND cancel_requested;
+
+-- name: job_claim
+-- Take up to :limit due jobs from any queue for one worker, highest priority first.
+-- The subquery's ORDER BY matches equeue_jobs_claimable_idx; the write lock taken by
+-- BEGIN IMMEDIATE is what keeps two claimers apart (SQLite has no row locks).
+UPDATE equeue_jobs
+SET status = 'processing', attempts = attempts + 1, started_at = :now, worker_id = :worker_id
+WHERE id IN (
+    SELECT id
+    FROM equeue_jobs
+    WHERE status IN ('queued', 'retrying') AND scheduled_at <= :now
+    ORDER BY priority DESC, scheduled_at, id
+    LIMIT :limit)
+RETURNING *;
+
+-- name: job_claim_queues
+-- The same claim restricted to the worker's queues (a JSON array of names).
+UPDATE equeue_jobs
+SET status = 'processing', attempts = attempts + 1, started_at = :now, worker_id = :worker_id
+WHERE id IN (
+    SELECT id
+    FROM equeue_jobs
+    WHERE status IN ('queued', 'retrying') AND scheduled_at <= :now
+      AND queue IN (SELECT value FROM json_each(:queues))
+    ORDER BY priority DESC, scheduled_at, id
+    LIMIT :limit)
+RETURNING *;
+
+-- name: job_complete_many
+-- Write a batch of attempt outcomes (a JSON array), fenced on (attempt, worker, processing) so a
+-- late, duplicate or zombie write is a no-op. "queued" puts an interrupted job back uncounted.
+UPDATE equeue_jobs
+SET status = o.status,
+    attempts = CASE WHEN o.status = 'queued' THEN equeue_jobs.attempts - 1
+                    ELSE equeue_jobs.attempts END,
+    result = CASE WHEN o.status = 'completed' THEN o.result ELSE equeue_jobs.result END,
+    errors = CASE WHEN o.error IS NULL THEN equeue_jobs.errors
+                  ELSE json_insert(equeue_jobs.errors, '$[#]', json(o.error)) END,
+    last_error = CASE WHEN o.error IS NULL THEN equeue_jobs.last_error
+                      ELSE json_extract(o.error, '$.error') END,
+    scheduled_at = CASE WHEN o.status = 'retrying' THEN :now + o.retry_delay
+                        ELSE equeue_jobs.scheduled_at END,
+    started_at = CASE WHEN o.status = 'queued' THEN NULL ELSE equeue_jobs.started_at END,
+    finished_at = CASE WHEN o.status IN ('completed', 'failed', 'cancelled') THEN :now END,
+    worker_id = NULL,
+    cancel_requested = 0
+FROM (
+    SELECT json_extract(value, '$.id') AS id,
+           json_extract(value, '$.attempt') AS attempt,
+           json_extract(value, '$.worker_id') AS worker_id,
+           json_extract(value, '$.status') AS status,
+           json_extract(value, '$.result') AS result,
+           json_extract(value, '$.error') AS error,
+           json_extract(value, '$.retry_delay') AS retry_delay
+    FROM json_each(:rows)
+) AS o
+WHERE equeue_jobs.id = o.id AND equeue_jobs.attempts = o.attempt
+  AND equeue_jobs.worker_id = o.worker_id AND equeue_jobs.status = 'processing'
+RETURNING equeue_jobs.id, equeue_jobs.status, equeue_jobs.queue;
+
+-- name: job_get
+-- One job by id.
+SELECT * FROM equeue_jobs WHERE id = :id;
+
+-- name: job_get_by_keys
+-- The jobs holding these idempotency keys (a JSON array).
+SELECT * FROM equeue_jobs WHERE idempotency_key IN (SELECT value FROM json_each(:keys));
+
+-- name: job_insert_many
+-- Insert a batch of jobs (a JSON array) in one statement; a key that exists skips its row.
+INSERT INTO equeue_jobs (
+    id, job_type, queue, payload, priority, max_attempts, created_at, scheduled_at,
+    idempotency_key)
+SELECT json_extract(value, '$.id'),
+       json_extract(value, '$.job_type'),
+       json_extract(value, '$.queue'),
+       json_extract(value, '$.payload'),
+       json_extract(value, '$.priority'),
+       json_extract(value, '$.max_attempts'),
+       :now,
+       coalesce(json_extract(value, '$.run_at'), :now + json_extract(value, '$.delay')),
+       json_extract(value, '$.idempotency_key')
+FROM json_each(:rows)
+-- "WHERE true" resolves the parser's ambiguity between ON CONFLICT and a join's ON clause.
+WHERE true
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING *;
+
+-- name: job_list
+-- A page of jobs, newest first, after a keyset position, with optional filters.
+SELECT *
+FROM equeue_jobs
+WHERE (:status IS NULL OR status = :status)
+  AND (:job_type IS NULL OR job_type = :job_type)
+  AND (:queue IS NULL OR queue = :queue)
+  AND (:after_created IS NULL OR (created_at, id) < (:after_created, :after_id))
+ORDER BY created_at DESC, id DESC
+LIMIT :limit;
+
+-- name: job_rescue_stalled
+-- Take back running jobs whose worker has been silent for :stalled_after seconds. The lost attempt
+-- counts (a WorkerLost error); with none left the job fails; a job being cancelled ends cancelled.
+UPDATE equeue_jobs
+SET status = CASE WHEN cancel_requested THEN 'cancelled'
+                  WHEN attempts >= max_attempts THEN 'failed'
+                  ELSE 'queued' END,
+    errors = json_insert(errors, '$[#]', json_object(
+        'attempt', attempts,
+        'error', :error,
+        'traceback', NULL,
+        'at', strftime('%Y-%m-%dT%H:%M:%f+00:00', :now, 'unixepoch'),
+        'worker_id', worker_id)),
+    last_error = :error,
+    finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts THEN :now END,
+    worker_id = NULL,
+    cancel_requested = 0
+WHERE status = 'processing'
+  AND NOT EXISTS (
+      SELECT 1 FROM equeue_workers AS w
+      WHERE w.id = equeue_jobs.worker_id AND w.last_beat_at > :now - :stalled_after)
+RETURNING *;
+
+-- name: job_retry
+-- Queue a failed or cancelled job again, attempts reset, errors kept.
+UPDATE equeue_jobs
+SET status = 'queued', attempts = 0, scheduled_at = :now, started_at = NULL,
+    finished_at = NULL, result = NULL, worker_id = NULL, cancel_requested = 0
+WHERE id = :id AND status IN ('failed', 'cancelled')
+RETURNING *;
+
+-- name: migration_applied
+-- The migrations already applied.
+SELECT name FROM equeue_migrations ORDER BY name;
+
+-- name: migration_lock
+-- Nothing to run: the BEGIN IMMEDIATE that opened this transaction holds the write lock, which
+-- serialises concurrent migrators.
+SELECT 1;
+
+-- name: migration_record
+-- Remember that a migration was applied.
+INSERT INTO equeue_migrations (name) VALUES (:name);
+
+-- name: migration_table_create
+-- The table that tracks applied migrations.
+CREATE TABLE IF NOT EXISTS equeue_migrations (
+    name       TEXT PRIMARY KEY,
+    applied_at REAL NOT NULL DEFAULT (CAST(strftime('%s', 'now') AS REAL))
+);
+
+-- name: queue_stats
+-- Job counts per queue and status.
+SELECT queue, status, count(*) AS count FROM equeue_jobs GROUP BY queue, status;
+
+-- name: worker_deregister
+-- Forget a worker that stopped cleanly.
+DELETE FROM equeue_workers WHERE id = :id;
+
+-- name: worker_forget
+-- Forget workers silent for :stalled_after seconds (their jobs were just rescued).
+DELETE FROM equeue_workers WHERE last_beat_at <= :now - :stalled_after;
+
+-- name: worker_heartbeat
+-- Prove a worker alive; no row back means it was declared lost.
+UPDATE equeue_workers SET last_beat_at = :now WHERE id = :id RETURNING id;
+
+-- name: worker_register
+-- Record a starting worker process (or refresh one that was declared lost and came back).
+INSERT INTO equeue_workers (id, hostname, pid, queues, concurrency, started_at, last_beat_at)
+VALUES (:id, :hostname, :pid, :queues, :concurrency, :now, :now)
+ON CONFLICT (id) DO UPDATE SET last_beat_at = :now;

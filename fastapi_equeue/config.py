@@ -1,0 +1,91 @@
+"""The ``EQueue`` keyword options: their defaults and their validation, in one place."""
+
+import math
+from dataclasses import dataclass, fields
+
+from fastapi_equeue.errors import ConfigurationError
+
+DEFAULT_CONCURRENCY = 10
+DEFAULT_POLL_INTERVAL = 1.0
+DEFAULT_HEARTBEAT_INTERVAL = 5.0
+DEFAULT_STALLED_AFTER = 30.0
+DEFAULT_SHUTDOWN_GRACE = 10.0
+DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+DEFAULT_QUEUE = "default"
+DEFAULT_MAX_ATTEMPTS = 3
+MAX_PRIORITY = 2**31 - 1
+MAX_ATTEMPTS_LIMIT = 1000
+MAX_LIST_LIMIT = 500
+MAX_QUEUE_NAME = 200
+MAX_TRACEBACK_CHARS = 8192
+COMPLETION_BATCH = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """One ``EQueue``'s settings; ``validate`` names the first bad field."""
+
+    database_url: str
+    concurrency: int = DEFAULT_CONCURRENCY
+    queues: tuple[str, ...] | None = None
+    poll_interval: float = DEFAULT_POLL_INTERVAL
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
+    stalled_after: float = DEFAULT_STALLED_AFTER
+    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    auto_migrate: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.database_url, str) or "://" not in self.database_url:
+            raise ConfigurationError(
+                f"database_url must be a SQLAlchemy URL such as 'sqlite+aiosqlite:///./equeue.db', "
+                f"got {self.database_url!r}"
+            )
+        _require_int("concurrency", self.concurrency, minimum=0)
+        _require_int("max_payload_bytes", self.max_payload_bytes, minimum=1)
+        for name in ("poll_interval", "heartbeat_interval", "stalled_after"):
+            _require_seconds(name, getattr(self, name), positive=True)
+        _require_seconds("shutdown_grace", self.shutdown_grace, positive=False)
+        if self.stalled_after <= self.heartbeat_interval:
+            raise ConfigurationError(
+                f"stalled_after ({self.stalled_after}) must be longer than heartbeat_interval "
+                f"({self.heartbeat_interval}), or live workers would be declared lost"
+            )
+        if self.queues is not None:
+            if not self.queues:
+                raise ConfigurationError("queues must name at least one queue, or be None for all")
+            for queue in self.queues:
+                check_queue_name(queue)
+
+    def replace(self, **changes: object) -> "Config":
+        """A copy with ``changes`` applied and validated."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Config(**values)  # type: ignore[arg-type]
+
+
+def check_queue_name(queue: object) -> str:
+    """``queue`` if it is a usable queue name, else ``ConfigurationError``."""
+    if not isinstance(queue, str) or not queue or len(queue) > MAX_QUEUE_NAME:
+        raise ConfigurationError(
+            f"a queue name must be a non-empty string of at most {MAX_QUEUE_NAME} characters, "
+            f"got {queue!r}"
+        )
+    return queue
+
+
+def _require_int(name: str, value: object, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigurationError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _require_seconds(name: str, value: object, *, positive: bool) -> None:
+    ok = (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (value > 0 if positive else value >= 0)
+    )
+    if not ok:
+        bound = "> 0" if positive else ">= 0"
+        raise ConfigurationError(f"{name} must be a finite number of seconds {bound}, got {value!r}")

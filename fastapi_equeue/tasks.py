@@ -1,0 +1,179 @@
+"""Tasks (job types) and the per-``EQueue`` registry that maps a ``job_type`` to one.
+
+A task's payload model is built from the function's signature with pydantic: the payload's keys are
+the function's keyword arguments, validated against its type hints when a job is enqueued and again
+(to build typed arguments) when it runs.
+"""
+
+import inspect
+import json
+import math
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, ParamSpec, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from fastapi_equeue.config import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_QUEUE,
+    MAX_ATTEMPTS_LIMIT,
+    MAX_PRIORITY,
+    check_queue_name,
+)
+from fastapi_equeue.errors import ConfigurationError, InvalidPayload, UnknownJobType
+from fastapi_equeue.retry import RetryDelay
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Task(Generic[P, R]):
+    """One job type: the function that runs it and how its jobs are scheduled.
+
+    A ``Task`` is still callable like the function it wraps, so ``@queue.task`` does not change
+    how the function is called directly (in tests, say).
+    """
+
+    fn: Callable[P, R]
+    name: str
+    queue: str = DEFAULT_QUEUE
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    timeout: float | None = None
+    retry_delay: RetryDelay = None
+    priority: int = 0
+    payload_model: type[BaseModel] = field(init=False)
+    is_async: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        _validate_options(self)
+        object.__setattr__(self, "is_async", inspect.iscoroutinefunction(self.fn))
+        object.__setattr__(self, "payload_model", _payload_model(self.name, self.fn))
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    def validate_payload(self, payload: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The payload as it will be stored (JSON-ready), or ``InvalidPayload`` naming the field."""
+        if payload is None:
+            payload = {}
+        if not isinstance(payload, Mapping):
+            raise InvalidPayload(self.name, "the payload must be a JSON object", [])
+        try:
+            model = self.payload_model.model_validate(payload)
+        except ValidationError as exc:
+            raise InvalidPayload(self.name, _describe(exc), _error_list(exc)) from None
+        dumped = model.model_dump(mode="json", exclude_unset=True)
+        if model.model_extra:
+            dumped.update(model.model_extra)
+        return dumped
+
+    def arguments(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Typed keyword arguments for one call, from a stored payload."""
+        try:
+            model = self.payload_model.model_validate(payload)
+        except ValidationError as exc:
+            raise InvalidPayload(self.name, _describe(exc), _error_list(exc)) from None
+        kwargs = {name: getattr(model, name) for name in type(model).model_fields}
+        if model.model_extra:
+            kwargs.update(model.model_extra)
+        return kwargs
+
+
+class TaskRegistry:
+    """The tasks of one ``EQueue``, by job type. Never shared between queues."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, Task[Any, Any]] = {}
+
+    def add(self, task: Task[Any, Any]) -> None:
+        """Register ``task``; a second task under the same name is a mistake, not an override."""
+        existing = self._tasks.get(task.name)
+        if existing is not None and existing.fn is not task.fn:
+            raise ConfigurationError(f"a task named {task.name!r} is already registered")
+        self._tasks[task.name] = task
+
+    def get(self, job_type: str) -> Task[Any, Any]:
+        """The task for ``job_type``, or ``UnknownJobType``. Never imports anything."""
+        try:
+            return self._tasks[job_type]
+        except (KeyError, TypeError):
+            raise UnknownJobType(str(job_type)) from None
+
+    def __contains__(self, job_type: object) -> bool:
+        return job_type in self._tasks
+
+    def __iter__(self) -> Iterator[Task[Any, Any]]:
+        return iter(self._tasks.values())
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+
+def payload_size(payload: Mapping[str, Any]) -> int:
+    """The payload's size as the contract defines it: its JSON encoding in UTF-8 bytes."""
+    return len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def _validate_options(task: Task[Any, Any]) -> None:
+    if not isinstance(task.name, str) or not task.name or len(task.name) > 200:
+        raise ConfigurationError(f"task name must be a non-empty string, got {task.name!r}")
+    check_queue_name(task.queue)
+    if not isinstance(task.max_attempts, int) or not 1 <= task.max_attempts <= MAX_ATTEMPTS_LIMIT:
+        raise ConfigurationError(
+            f"max_attempts of {task.name!r} must be in 1..{MAX_ATTEMPTS_LIMIT}, "
+            f"got {task.max_attempts!r}"
+        )
+    if task.timeout is not None and not (
+        isinstance(task.timeout, int | float) and math.isfinite(task.timeout) and task.timeout > 0
+    ):
+        raise ConfigurationError(f"timeout of {task.name!r} must be seconds > 0, got {task.timeout!r}")
+    if not isinstance(task.priority, int) or abs(task.priority) > MAX_PRIORITY:
+        raise ConfigurationError(f"priority of {task.name!r} must be a 32-bit integer")
+    delay = task.retry_delay
+    if not (delay is None or callable(delay) or (isinstance(delay, int | float) and delay >= 0)):
+        raise ConfigurationError(
+            f"retry_delay of {task.name!r} must be seconds >= 0, a callable or None, got {delay!r}"
+        )
+
+
+def _payload_model(name: str, fn: Callable[..., Any]) -> type[BaseModel]:
+    signature = inspect.signature(fn)
+    hints = typing.get_type_hints(fn, include_extras=True)
+    fields: dict[str, Any] = {}
+    extra = "forbid"
+    for param in signature.parameters.values():
+        if param.kind is inspect.Parameter.VAR_KEYWORD:
+            extra = "allow"
+            continue
+        if param.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.VAR_POSITIONAL):
+            raise ConfigurationError(
+                f"task {name!r}: parameter {param.name!r} cannot be passed by keyword; "
+                "payload keys become keyword arguments"
+            )
+        annotation = hints.get(param.name, Any)
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[param.name] = (annotation, default)
+    config = ConfigDict(extra=extra, arbitrary_types_allowed=False)  # type: ignore[typeddict-item]
+    return create_model(f"{_camel(name)}Payload", __config__=config, **fields)
+
+
+def _camel(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in name.replace("-", "_").split("_")) or "Job"
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(p) for p in error["loc"]) or "payload"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def _error_list(exc: ValidationError) -> list[dict[str, object]]:
+    return [
+        {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]}
+        for error in exc.errors()
+    ]
