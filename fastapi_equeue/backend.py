@@ -139,6 +139,9 @@ class QueueStatsRow:
 
 NotificationKind = Literal["available", "cancel", "done"]
 
+EVERY_QUEUE = "*"
+"""An ``available`` notification for this queue name wakes every producer (after a reconnect)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Notification:

@@ -55,5 +55,13 @@ class InvalidTransition(EQueueError):
         self.status = status
 
 
-class InvalidCursor(EQueueError):
+class InvalidCursor(EQueueError, ValueError):
     """The pagination cursor was not issued by ``list``."""
+
+
+class InvalidOption(EQueueError, ValueError):
+    """An enqueue or list option is out of range or of the wrong type; ``field`` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"invalid {field}: {message}")
+        self.field = field

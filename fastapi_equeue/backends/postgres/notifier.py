@@ -14,13 +14,12 @@ import random
 
 import asyncpg
 
-from fastapi_equeue.backend import Notification
+from fastapi_equeue.backend import EVERY_QUEUE, Notification
 from fastapi_equeue.backends._notify import LocalNotifier
 
 logger = logging.getLogger(__name__)
 
 CHANNEL = "equeue"
-EVERY_QUEUE = "*"
 _KINDS = frozenset({"available", "cancel", "done"})
 
 

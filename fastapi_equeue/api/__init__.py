@@ -1,0 +1,1 @@
+"""The FastAPI side: the ``/jobs`` router and the ``get_queue`` dependency."""

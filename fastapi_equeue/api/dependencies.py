@@ -1,0 +1,25 @@
+"""``get_queue``: the FastAPI dependency that hands an endpoint the app's ``QueueClient``."""
+
+from starlette.requests import HTTPConnection
+
+from fastapi_equeue.client import QueueClient
+from fastapi_equeue.errors import ConfigurationError
+
+
+def get_queue(connection: HTTPConnection) -> QueueClient:
+    """The ``QueueClient`` of the ``EQueue`` whose lifespan runs this app.
+
+    Use as ``q: QueueClient = Depends(equeue.get_queue)``; tests may override it with
+    ``app.dependency_overrides[equeue.get_queue]``.
+
+    Raises:
+        ConfigurationError: the app was not started with ``queue.lifespan``.
+    """
+    queue = getattr(connection.app.state, "equeue", None)
+    if queue is None:
+        raise ConfigurationError(
+            "no queue on this app: create it with FastAPI(lifespan=queue.lifespan) or nest "
+            "`async with queue.lifespan(app):` in your own lifespan"
+        )
+    client: QueueClient = queue.client
+    return client

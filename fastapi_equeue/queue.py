@@ -1,0 +1,281 @@
+"""``EQueue``: the queue object users create. Wiring only: config, tasks, backend, runtime."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from types import TracebackType
+from typing import Any, ParamSpec, Self, TypeVar, overload
+
+from fastapi_equeue.backend import Backend
+from fastapi_equeue.backends import open_backend
+from fastapi_equeue.client import QueueClient
+from fastapi_equeue.clock import Clock, SystemClock
+from fastapi_equeue.config import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_QUEUE,
+    DEFAULT_SHUTDOWN_GRACE,
+    DEFAULT_STALLED_AFTER,
+    Config,
+)
+from fastapi_equeue.errors import ConfigurationError
+from fastapi_equeue.retry import RetryDelay
+from fastapi_equeue.runtime.runtime import Runtime
+from fastapi_equeue.tasks import Task, TaskRegistry
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class EQueue:
+    """A durable job queue on PostgreSQL or SQLite, with workers in this process or others.
+
+    Example:
+        >>> queue = EQueue("sqlite+aiosqlite:///./equeue.db")
+        >>> @queue.task(max_attempts=3, timeout=30)
+        ... async def send_email(recipient_email: str, subject: str, body: str) -> dict:
+        ...     return {"delivered": True}
+        >>> app = FastAPI(lifespan=queue.lifespan)
+        >>> app.include_router(equeue.router)
+
+    Args:
+        database_url: ``postgresql+asyncpg://...`` or ``sqlite+aiosqlite:///path.db``.
+        concurrency: jobs run at once by this process's workers; ``0``: enqueue only.
+        queues: the queues this process's workers take jobs from (``None``: all).
+        poll_interval: seconds between looks for work when no notification comes.
+        heartbeat_interval: seconds between a worker's proofs of life.
+        stalled_after: seconds of silence after which a worker's jobs are taken back.
+        shutdown_grace: seconds running jobs may finish on shutdown before being put back.
+        max_payload_bytes: the largest payload (JSON, UTF-8) accepted.
+        auto_migrate: apply the schema on start.
+    """
+
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        queues: Sequence[str] | None = None,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
+        stalled_after: float = DEFAULT_STALLED_AFTER,
+        shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        auto_migrate: bool = True,
+        clock: Clock | None = None,
+    ) -> None:
+        if isinstance(queues, str):
+            raise ConfigurationError("queues must be a list of queue names, not one string")
+        self.config = Config(
+            database_url=database_url,
+            concurrency=concurrency,
+            queues=tuple(queues) if queues is not None else None,
+            poll_interval=poll_interval,
+            heartbeat_interval=heartbeat_interval,
+            stalled_after=stalled_after,
+            shutdown_grace=shutdown_grace,
+            max_payload_bytes=max_payload_bytes,
+            auto_migrate=auto_migrate,
+        )
+        self.registry = TaskRegistry()
+        self._clock = clock or SystemClock()
+        self._backend: Backend | None = None
+        self._client: QueueClient | None = None
+        self._runtime: Runtime | None = None
+        self._stack: AsyncExitStack | None = None
+
+    # -- tasks -------------------------------------------------------------------------------------
+
+    @overload
+    def task(self, name: Callable[P, R], /) -> Task[P, R]: ...
+
+    @overload
+    def task(
+        self,
+        name: str | None = None,
+        *,
+        queue: str = DEFAULT_QUEUE,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        timeout: float | None = None,
+        retry_delay: RetryDelay = None,
+        priority: int = 0,
+    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+    def task(
+        self,
+        name: str | Callable[P, R] | None = None,
+        *,
+        queue: str = DEFAULT_QUEUE,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        timeout: float | None = None,
+        retry_delay: RetryDelay = None,
+        priority: int = 0,
+    ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+        """Register a function as a job type (its name, unless ``name`` is given).
+
+        Example:
+            >>> @queue.task(max_attempts=5, timeout=30, retry_delay=10)
+            ... def resize(image_id: int, width: int = 640) -> dict: ...
+
+        Usable bare (``@queue.task``) or with options; the decorated function stays callable.
+        """
+
+        def register(fn: Callable[P, R]) -> Task[P, R]:
+            task = Task(
+                fn=fn,
+                name=name if isinstance(name, str) else fn.__name__,
+                queue=queue,
+                max_attempts=max_attempts,
+                timeout=timeout,
+                retry_delay=retry_delay,
+                priority=priority,
+            )
+            self.registry.add(task)
+            return task
+
+        if callable(name):
+            return register(name)
+        return register
+
+    # -- running -----------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> QueueClient:
+        """The ``QueueClient`` of a started queue."""
+        if self._client is None:
+            raise ConfigurationError(
+                "the queue is not started: use FastAPI(lifespan=queue.lifespan) or "
+                "`async with queue:` before enqueueing"
+            )
+        return self._client
+
+    @property
+    def runtime(self) -> Runtime | None:
+        """This process's in-process workers, when they run."""
+        return self._runtime
+
+    @property
+    def started(self) -> bool:
+        """Whether the queue is connected."""
+        return self._client is not None
+
+    async def __aenter__(self) -> Self:
+        if self._stack is not None:
+            raise ConfigurationError("the queue is already started")
+        stack = AsyncExitStack()
+        try:
+            await stack.enter_async_context(self.connected())
+            if self.config.concurrency > 0:
+                await stack.enter_async_context(
+                    self.workers(self.config.concurrency, self.config.queues)
+                )
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            # Shielded: a cancelled shutdown must still put running jobs back and write outcomes.
+            await _shielded(stack.aclose())
+
+    @asynccontextmanager
+    async def lifespan(self, app: Any) -> AsyncIterator[None]:
+        """The FastAPI lifespan: ``FastAPI(lifespan=queue.lifespan)``, or nested in a host's own
+        as ``async with queue.lifespan(app): yield``. Puts the queue on ``app.state.equeue``."""
+        async with self:
+            app.state.equeue = self
+            try:
+                yield
+            finally:
+                if getattr(app.state, "equeue", None) is self:
+                    del app.state.equeue
+
+    @asynccontextmanager
+    async def connected(self) -> AsyncIterator[QueueClient]:
+        """Connect, migrate (with ``auto_migrate``) and listen, without running workers."""
+        if self._backend is not None:
+            yield self.client
+            return
+        backend = open_backend(self.config.database_url, self._clock)
+        try:
+            await backend.open()
+            if self.config.auto_migrate:
+                applied = await backend.migrate()
+                if applied:
+                    logger.info("applied migrations %s", ", ".join(applied))
+            await backend.notifier.start()
+            self._backend = backend
+            self._client = QueueClient(backend, self.registry, self.config)
+            yield self._client
+        finally:
+            self._client = None
+            self._backend = None
+            await backend.close()
+
+    @asynccontextmanager
+    async def workers(
+        self, concurrency: int, queues: tuple[str, ...] | None
+    ) -> AsyncIterator[Runtime]:
+        """Run workers in this process while the context is open; needs ``connected``."""
+        if self._backend is None:
+            raise ConfigurationError("connect the queue before starting workers")
+        runtime = self.new_runtime(concurrency=concurrency, queues=queues)
+        await runtime.start()
+        self._runtime = runtime
+        try:
+            yield runtime
+        finally:
+            self._runtime = None
+            await runtime.stop()
+
+    def new_runtime(
+        self, *, concurrency: int, queues: tuple[str, ...] | None, burst: bool = False
+    ) -> Runtime:
+        """A runtime (not started) against the connected backend."""
+        if self._backend is None:
+            raise ConfigurationError("connect the queue before starting workers")
+        if concurrency < 1:
+            raise ConfigurationError(f"workers need concurrency >= 1, got {concurrency}")
+        config = self.config.replace(concurrency=concurrency, queues=queues)
+        return Runtime(
+            self._backend, self.registry, config, self._clock,
+            concurrency=concurrency, queues=queues, burst=burst,
+        )
+
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations now; returns their names."""
+        backend = open_backend(self.config.database_url, self._clock)
+        try:
+            return await backend.migrate()
+        finally:
+            await backend.close()
+
+    def migration_script(self) -> str:
+        """The schema as one SQL script, for teams that run their own migration tool."""
+        return open_backend(self.config.database_url, self._clock).migration_script()
+
+
+async def _shielded(aw: Any) -> None:
+    task = asyncio.ensure_future(aw)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        # Finish the shutdown before letting the cancellation through.
+        with contextlib.suppress(Exception):
+            await task
+        raise

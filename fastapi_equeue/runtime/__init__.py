@@ -1,0 +1,1 @@
+"""The worker runtime: producer, executor, completer, heartbeat, rescuer and cancel watcher."""

@@ -1,0 +1,154 @@
+"""One attempt of one job: resolve the task, run it under its timeout, return the outcome.
+
+The executor never touches the database. It turns whatever happened (a result, an exception, a
+timeout, a cancellation) into ``JobCompleteParams`` for the completer to write.
+"""
+
+import asyncio
+import functools
+import json
+import logging
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anyio.to_thread
+from anyio import CapacityLimiter
+
+from fastapi_equeue.backend import AttemptError, JobCompleteParams, JobRow
+from fastapi_equeue.clock import Clock
+from fastapi_equeue.config import MAX_TRACEBACK_CHARS
+from fastapi_equeue.errors import EQueueError
+from fastapi_equeue.retry import delay_for
+from fastapi_equeue.tasks import Task, TaskRegistry
+
+logger = logging.getLogger(__name__)
+
+StopReason = Literal["cancelled", "shutdown", "lost"]
+"""Why the runtime cancelled an attempt: a user's cancel, a shutdown past its grace, or a lost
+lease (the job was rescued elsewhere, so this attempt's outcome no longer matters)."""
+
+
+class ResultNotSerialisable(EQueueError):
+    """A task returned a value that JSON cannot encode."""
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A finished attempt: what to write, or ``None`` when nothing should be written."""
+
+    job: JobRow
+    outcome: JobCompleteParams | None
+    duration: float
+
+
+class Executor:
+    """Runs attempts for one worker. ``async def`` tasks run on the loop, plain ``def`` in threads."""
+
+    def __init__(
+        self,
+        registry: TaskRegistry,
+        *,
+        worker_id: str,
+        clock: Clock,
+        threads: int,
+    ) -> None:
+        self._registry = registry
+        self._worker_id = worker_id
+        self._clock = clock
+        # A limiter of our own: the loop's default executor has too few threads for `threads`
+        # blocking tasks at once, and must not be starved by (or starve) the host's own use.
+        self._limiter = CapacityLimiter(max(threads, 1))
+
+    async def run(self, job: JobRow, stop_reason: Callable[[], StopReason | None]) -> Attempt:
+        """Run one attempt of ``job``; ``stop_reason`` says why, if the runtime cancels it."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        outcome = await self._outcome(job, stop_reason)
+        return Attempt(job, outcome, loop.time() - started)
+
+    async def _outcome(
+        self, job: JobRow, stop_reason: Callable[[], StopReason | None]
+    ) -> JobCompleteParams | None:
+        try:
+            task = self._registry.get(job.job_type)
+            kwargs = task.arguments(job.payload)
+        except EQueueError as exc:
+            # A row no registered task can run is not going to get better by retrying.
+            return self._failure(job, exc, final=True, task=None)
+        try:
+            result = await self._call(task, kwargs)
+            _check_json(result)
+        except asyncio.CancelledError:
+            reason = stop_reason()
+            if reason is None:
+                raise
+            # The runtime cancelled this attempt on purpose and wants its outcome, not the error.
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            return self._stopped(job, reason)
+        except Exception as exc:
+            return self._failure(job, exc, final=job.attempts >= job.max_attempts, task=task)
+        return self._params(job, "completed", result=result)
+
+    async def _call(self, task: Task[..., Any], kwargs: dict[str, Any]) -> Any:
+        try:
+            async with asyncio.timeout(task.timeout) as deadline:
+                if task.is_async:
+                    return await task.fn(**kwargs)
+                return await anyio.to_thread.run_sync(
+                    functools.partial(task.fn, **kwargs),
+                    limiter=self._limiter,
+                    abandon_on_cancel=True,
+                )
+        except TimeoutError:
+            if deadline.expired():
+                # Reported as a plain TimeoutError, the name users look for in last_error.
+                raise TimeoutError(f"the attempt exceeded its timeout of {task.timeout}s") from None
+            raise
+
+    def _stopped(self, job: JobRow, reason: StopReason) -> JobCompleteParams | None:
+        if reason == "cancelled":
+            return self._params(job, "cancelled")
+        if reason == "shutdown":
+            return self._params(job, "queued")
+        return None
+
+    def _failure(
+        self, job: JobRow, exc: BaseException, *, final: bool, task: Task[..., Any] | None
+    ) -> JobCompleteParams:
+        error = AttemptError(
+            attempt=job.attempts,
+            error=f"{type(exc).__name__}: {exc}",
+            traceback=_capped_traceback(exc),
+            at=self._clock.now(),
+            worker_id=self._worker_id,
+        )
+        if final or task is None:
+            return self._params(job, "failed", error=error)
+        delay = delay_for(task.retry_delay, job.attempts)
+        return self._params(job, "retrying", error=error, retry_delay=delay)
+
+    def _params(self, job: JobRow, status: Any, **fields: Any) -> JobCompleteParams:
+        return JobCompleteParams(
+            id=job.id, attempt=job.attempts, worker_id=self._worker_id, status=status, **fields
+        )
+
+
+def _check_json(result: Any) -> None:
+    try:
+        json.dumps(result)
+    except (TypeError, ValueError) as exc:
+        raise ResultNotSerialisable(
+            f"the task returned a {type(result).__name__}, which is not JSON-serialisable: {exc}"
+        ) from None
+
+
+def _capped_traceback(exc: BaseException) -> str:
+    text = "".join(traceback.format_exception(exc))
+    if len(text) <= MAX_TRACEBACK_CHARS:
+        return text
+    # The end of a traceback (the raising frame and the message) is the part worth keeping.
+    return "...(truncated)\n" + text[-(MAX_TRACEBACK_CHARS - 16) :]

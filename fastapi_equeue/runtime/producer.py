@@ -1,0 +1,163 @@
+"""The claim loop: claim as many jobs as there are free slots, run each, claim again.
+
+It sleeps until a wake-up (a notification for one of its queues, or a slot freed by a finished
+job) or ``poll_interval`` with jitter, whichever comes first, so a lost notification costs at
+most one poll.
+"""
+
+import asyncio
+import logging
+import random
+
+from fastapi_equeue.backend import EVERY_QUEUE, Backend, JobClaimParams, JobRow, Notification
+from fastapi_equeue.config import Config
+from fastapi_equeue.runtime.completer import Completer
+from fastapi_equeue.runtime.executor import Attempt, Executor, StopReason
+
+logger = logging.getLogger(__name__)
+
+MAX_BACKOFF = 10.0
+
+
+class Producer:
+    """Claims and runs jobs for one worker, at most ``concurrency`` at a time."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        executor: Executor,
+        completer: Completer,
+        config: Config,
+        *,
+        worker_id: str,
+        concurrency: int,
+        queues: tuple[str, ...] | None,
+        burst: bool = False,
+    ) -> None:
+        self._backend = backend
+        self._executor = executor
+        self._completer = completer
+        self._poll_interval = config.poll_interval
+        self._worker_id = worker_id
+        self._concurrency = concurrency
+        self._queues = queues
+        self._burst = burst
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._reasons: dict[str, StopReason] = {}
+        self._wake = asyncio.Event()
+        self._claiming = True
+        self.claimed_total = 0
+
+    @property
+    def running(self) -> tuple[str, ...]:
+        """The ids of the jobs running now."""
+        return tuple(self._running)
+
+    def on_notification(self, notification: Notification) -> None:
+        """Wake for new work in our queues; cancel our jobs that someone cancelled."""
+        if notification.kind == "available":
+            if self._queues is None or any(
+                q == EVERY_QUEUE or q in self._queues for q in notification.values
+            ):
+                self._wake.set()
+        elif notification.kind == "cancel":
+            for job_id in notification.values:
+                self.cancel(job_id, "cancelled")
+
+    def cancel(self, job_id: str, reason: StopReason) -> bool:
+        """Cancel a running job's attempt for ``reason``; ``False`` if it is not running here."""
+        task = self._running.get(job_id)
+        if task is None or task.done():
+            return False
+        self._reasons.setdefault(job_id, reason)
+        task.cancel()
+        return True
+
+    def cancel_all(self, reason: StopReason) -> None:
+        """Cancel every running attempt for ``reason``."""
+        for job_id in tuple(self._running):
+            self.cancel(job_id, reason)
+
+    def stop_claiming(self) -> None:
+        """Claim nothing more; running jobs go on."""
+        self._claiming = False
+        self._wake.set()
+
+    async def wait_running(self, timeout: float | None) -> None:
+        """Wait up to ``timeout`` seconds for the running jobs to finish."""
+        tasks = tuple(self._running.values())
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
+    async def run(self) -> None:
+        """Claim and dispatch until ``stop_claiming`` (or, in burst mode, until no job is due)."""
+        failures = 0
+        while self._claiming:
+            self._wake.clear()
+            free = self._concurrency - len(self._running)
+            claimed: list[JobRow] = []
+            if free > 0:
+                try:
+                    claimed = await self._backend.job_claim(
+                        JobClaimParams(worker_id=self._worker_id, limit=free, queues=self._queues)
+                    )
+                    failures = 0
+                except Exception as exc:
+                    failures += 1
+                    await self._back_off(exc, failures)
+                    continue
+                self.claimed_total += len(claimed)
+                for job in claimed:
+                    self._start(job)
+            if self._burst and not claimed and not self._running:
+                return
+            if len(claimed) == free and free > 0:
+                # Every slot was filled and more may be due: look again as soon as one frees.
+                await asyncio.sleep(0)
+                if len(self._running) < self._concurrency:
+                    continue
+            await self._sleep()
+
+    def _start(self, job: JobRow) -> None:
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "job processing id=%s type=%s queue=%s attempt=%d",
+                job.id, job.job_type, job.queue, job.attempts,
+                extra={"job_id": job.id, "job_type": job.job_type, "queue": job.queue,
+                       "attempt": job.attempts, "status": "processing"},
+            )
+        task = asyncio.create_task(self._attempt(job), name=f"equeue-job-{job.id}")
+        self._running[job.id] = task
+
+    async def _attempt(self, job: JobRow) -> None:
+        try:
+            attempt: Attempt = await self._executor.run(job, lambda: self._reasons.get(job.id))
+            self._completer.submit(attempt)
+        finally:
+            # The slot is freed before the wake-up so the producer sees it when it claims.
+            self._running.pop(job.id, None)
+            self._reasons.pop(job.id, None)
+            self._wake.set()
+
+    async def _sleep(self) -> None:
+        timeout = self._poll_interval * random.uniform(0.8, 1.0)
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    async def _back_off(self, exc: Exception, failures: int) -> None:
+        delay = min(MAX_BACKOFF, self._poll_interval * 2 ** (failures - 1)) * random.uniform(0.5, 1)
+        if failures == 1 or failures % 10 == 0:
+            logger.warning(
+                "claiming jobs failed (%s: %s); retrying in %.2fs", type(exc).__name__, exc, delay
+            )
+        try:
+            await asyncio.wait_for(self._stopped(), delay)
+        except TimeoutError:
+            pass
+
+    async def _stopped(self) -> None:
+        while self._claiming:
+            self._wake.clear()
+            await self._wake.wait()

@@ -1,0 +1,1 @@
+"""The standalone worker: ``python -m fastapi_equeue.worker module:attribute``."""
