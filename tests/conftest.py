@@ -1,0 +1,134 @@
+"""Fixtures shared by every test: a database per backend, and queues built on it.
+
+Every test that takes ``database_url`` (or ``make_queue``) runs once on SQLite and once on
+PostgreSQL. PostgreSQL comes from ``EQUEUE_TEST_DATABASE_URL`` (an admin database on the server,
+by default ``postgresql+asyncpg://postgres@127.0.0.1:5432/test``): each run creates its own
+database there and drops it at the end; tables are emptied before every test. Without a reachable
+server the PostgreSQL cases skip, unless ``--require-postgres`` is given (as CI does), which
+turns that into an error.
+"""
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+from fastapi_equeue import EQueue
+
+DEFAULT_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+BACKENDS = ("sqlite", "postgres")
+
+# Intervals short enough that tests about polling, heartbeats and rescue finish quickly.
+FAST = {
+    "poll_interval": 0.05,
+    "heartbeat_interval": 0.2,
+    "stalled_after": 1.0,
+    "shutdown_grace": 2.0,
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--require-postgres",
+        action="store_true",
+        default=False,
+        help="fail, instead of skipping, when PostgreSQL is unreachable (CI sets this)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Tests marked postgres_only keep only their PostgreSQL case.
+    kept, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("backend_name") if callspec else None
+        if item.get_closest_marker("postgres_only") and backend == "sqlite":
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+def _blocking(coro: Coroutine[Any, Any, None]) -> None:
+    """Run ``coro`` to the end on its own loop in a thread, whatever loop the caller is on."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, coro).result()
+
+
+def _dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _admin(url: str, statement: str) -> None:
+    conn = await asyncpg.connect(_dsn(url), timeout=5)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run (migrated by the first queue that starts)."""
+    admin_url = os.environ.get("EQUEUE_TEST_DATABASE_URL", DEFAULT_ADMIN_URL)
+    name = f"equeue_test_{uuid.uuid4().hex[:12]}"
+    try:
+        _blocking(_admin(admin_url, f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        message = f"PostgreSQL is unreachable at {make_url(admin_url)!r}: {exc}"
+        if request.config.getoption("--require-postgres"):
+            pytest.fail(message)
+        pytest.skip(message)
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    yield url
+    _blocking(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _empty_postgres(url: str) -> None:
+    conn = await asyncpg.connect(_dsn(url), timeout=5)
+    try:
+        exists = await conn.fetchval("SELECT to_regclass('equeue_jobs') IS NOT NULL")
+        if exists:
+            await conn.execute("TRUNCATE equeue_jobs, equeue_workers")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_name(request: pytest.FixtureRequest) -> str:
+    """The backend under test: every test that depends on it runs once per backend."""
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(
+    backend_name: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> str:
+    """An empty database of the backend under test."""
+    if backend_name == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'equeue.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    _blocking(_empty_postgres(url))
+    return url
+
+
+@pytest.fixture
+async def make_queue(database_url: str) -> AsyncIterator[Callable[..., EQueue]]:
+    """Build ``EQueue``s on the test's database with fast intervals (keywords override them).
+
+    Queues built here are not started; a test starts them with ``async with``.
+    """
+
+    def make(**options: Any) -> EQueue:
+        return EQueue(database_url, **{**FAST, **options})
+
+    yield make

@@ -1,0 +1,30 @@
+"""The public surface: exactly what ``__all__`` lists, sorted, including the contract's names."""
+
+import fastapi_equeue as equeue
+
+CONTRACT = {"EQueue", "QueueClient", "Job", "JobStatus", "Page", "router", "get_queue"}
+
+
+def test_all_is_sorted_and_complete() -> None:
+    public = {name for name in dir(equeue) if not name.startswith("_")} - {
+        # submodules, importable but not re-exported names
+        "api", "backend", "backends", "client", "clock", "config", "errors", "jobs", "queue",
+        "retry", "runtime", "tasks",
+    }
+    assert equeue.__all__ == sorted(equeue.__all__)
+    assert set(equeue.__all__) - {"__version__"} == public
+
+
+def test_contract_names_are_exported() -> None:
+    assert set(equeue.__all__) >= CONTRACT
+
+
+def test_job_status_values_match_the_contract() -> None:
+    assert [s.value for s in equeue.JobStatus] == [
+        "queued", "processing", "retrying", "completed", "failed", "cancelled",
+    ]
+    assert isinstance(equeue.JobStatus.QUEUED, str)
+
+
+def test_router_mounts_under_jobs() -> None:
+    assert equeue.router.prefix == "/jobs"
