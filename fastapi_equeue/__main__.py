@@ -16,10 +16,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     migrate = commands.add_parser(
         "migrate", help="apply the schema to a database (or print it with --print-sql)"
     )
-    migrate.add_argument("--database-url", required=True,
-                         help="postgresql+asyncpg://... or sqlite+aiosqlite:///path.db")
-    migrate.add_argument("--print-sql", action="store_true",
-                         help="print every migration as one SQL script instead of applying it")
+    migrate.add_argument(
+        "--database-url",
+        required=True,
+        help="postgresql+asyncpg://... or sqlite+aiosqlite:///path.db",
+    )
+    migrate.add_argument(
+        "--print-sql",
+        action="store_true",
+        help="print every migration as one SQL script instead of applying it",
+    )
     args = parser.parse_args(argv)
     try:
         queue = EQueue(args.database_url, concurrency=0)

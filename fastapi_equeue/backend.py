@@ -195,7 +195,7 @@ class Backend(Protocol):
         """Which of these processing jobs have been asked to cancel."""
 
     async def job_claim(self, params: JobClaimParams) -> list[JobRow]:
-        """Mark up to ``params.limit`` due jobs processing for the worker, highest priority first."""
+        """Mark up to ``params.limit`` due jobs processing for the worker, by priority."""
 
     async def job_complete_many(self, params: Sequence[JobCompleteParams]) -> set[str]:
         """Write attempt outcomes in one round trip; return the ids the fence let through."""

@@ -6,6 +6,7 @@ host's ``AsyncSession`` into the connection its transaction runs on, and calls t
 
 import asyncio
 import builtins
+import contextlib
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -115,9 +116,12 @@ class QueueClient:
         """Add many jobs in one round trip; each item has ``job_type``, ``payload`` and any of
         ``enqueue``'s options. Every item is validated before any is written."""
         params = []
-        for index, item in enumerate(jobs):
-            if not isinstance(item, Mapping) or "job_type" not in item:
+        # Typed as object: items come from users (and the REST API) and are checked, not trusted.
+        items: builtins.list[object] = builtins.list(jobs)
+        for index, raw in enumerate(items):
+            if not isinstance(raw, Mapping) or "job_type" not in raw:
                 raise InvalidOption("jobs", f"item {index} must be a dict with a 'job_type'")
+            item: Mapping[str, Any] = raw
             unknown = set(item) - _ENQUEUE_OPTIONS - {"job_type", "payload"}
             if unknown:
                 raise InvalidOption("jobs", f"item {index} has unknown keys {sorted(unknown)}")
@@ -147,7 +151,9 @@ class QueueClient:
         logger.info(
             "job %s id=%s type=%s queue=%s",
             "cancel requested" if row.status == JobStatus.PROCESSING else "cancelled",
-            row.id, row.job_type, row.queue,
+            row.id,
+            row.job_type,
+            row.queue,
         )
         return to_job(row)
 
@@ -162,8 +168,9 @@ class QueueClient:
         row = await self._backend.job_retry(canonical)
         if row is None:
             raise InvalidTransition(canonical, "retry", await self._status(canonical))
-        logger.info("job queued for a manual retry id=%s type=%s queue=%s",
-                    row.id, row.job_type, row.queue)
+        logger.info(
+            "job queued for a manual retry id=%s type=%s queue=%s", row.id, row.job_type, row.queue
+        )
         return to_job(row)
 
     async def list(
@@ -181,23 +188,32 @@ class QueueClient:
             InvalidOption: a bad filter or a ``limit`` outside 1..500.
             InvalidCursor: a cursor that ``list`` did not issue.
         """
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
-            raise InvalidOption("limit", f"must be an integer in 1..{MAX_LIST_LIMIT}")
+        limit = _limit(limit)
         try:
             status_value = JobStatus(status) if status is not None else None
         except ValueError:
-            raise InvalidOption("status", f"must be one of {[s.value for s in JobStatus]}") from None
+            raise InvalidOption(
+                "status", f"must be one of {[s.value for s in JobStatus]}"
+            ) from None
         after = None
         if cursor is not None:
-            after = decode_cursor(cursor) if isinstance(cursor, str) else None
+            after = decode_cursor(cursor)
             if after is None:
                 raise InvalidCursor("the cursor is not one that list() returned")
-        rows = await self._backend.job_list(JobListParams(
-            limit=limit + 1, status=status_value, job_type=job_type, queue=queue, after=after,
-        ))
+        rows = await self._backend.job_list(
+            JobListParams(
+                limit=limit + 1,
+                status=status_value,
+                job_type=job_type,
+                queue=queue,
+                after=after,
+            )
+        )
         items = [to_job(row) for row in rows[:limit]]
         more = len(rows) > limit
-        next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if more else None
+        next_cursor = (
+            encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if more else None
+        )
         return Page(items=items, next_cursor=next_cursor)
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
@@ -227,10 +243,8 @@ class QueueClient:
                         raise JobNotFound(canonical)
                     if row.status.is_final:
                         return to_job(row)
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(changed.wait(), self._config.poll_interval)
-                    except TimeoutError:
-                        pass
         finally:
             unsubscribe()
 
@@ -253,7 +267,9 @@ class QueueClient:
             queue=_queue(queue) if queue is not None else task.queue,
             payload=stored,
             priority=_priority(priority) if priority is not None else task.priority,
-            max_attempts=_max_attempts(max_attempts) if max_attempts is not None else task.max_attempts,
+            max_attempts=_max_attempts(max_attempts)
+            if max_attempts is not None
+            else task.max_attempts,
             delay=_delay(options.get("delay")),
             run_at=_run_at(options.get("run_at")),
             idempotency_key=_idempotency_key(options.get("idempotency_key")),
@@ -324,7 +340,8 @@ async def _connection(session: AsyncSession | AsyncConnection | None) -> AsyncCo
     if isinstance(session, AsyncSession):
         return await session.connection()
     raise TypeError(
-        f"session must be a SQLAlchemy AsyncSession or AsyncConnection, got {type(session).__name__}"
+        "session must be a SQLAlchemy AsyncSession or AsyncConnection, "
+        f"got {type(session).__name__}"
     )
 
 
@@ -332,9 +349,16 @@ def _log_queued(row: JobRow) -> None:
     if logger.isEnabledFor(logging.INFO):
         logger.info(
             "job queued id=%s type=%s queue=%s",
-            row.id, row.job_type, row.queue,
-            extra={"job_id": row.id, "job_type": row.job_type, "queue": row.queue,
-                   "attempt": row.attempts, "status": "queued"},
+            row.id,
+            row.job_type,
+            row.queue,
+            extra={
+                "job_id": row.id,
+                "job_type": row.job_type,
+                "queue": row.queue,
+                "attempt": row.attempts,
+                "status": "queued",
+            },
         )
 
 
@@ -343,6 +367,12 @@ def _require_id(job_id: str) -> str:
     if canonical is None:
         raise JobNotFound(str(job_id)[:100])
     return canonical
+
+
+def _limit(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIST_LIMIT:
+        raise InvalidOption("limit", f"must be an integer in 1..{MAX_LIST_LIMIT}")
+    return value
 
 
 def _queue(value: Any) -> str:
@@ -359,7 +389,11 @@ def _priority(value: Any) -> int:
 
 
 def _max_attempts(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ATTEMPTS_LIMIT:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not 1 <= value <= MAX_ATTEMPTS_LIMIT
+    ):
         raise InvalidOption("max_attempts", f"must be an integer in 1..{MAX_ATTEMPTS_LIMIT}")
     return value
 

@@ -36,7 +36,8 @@ class Config:
     auto_migrate: bool = True
 
     def __post_init__(self) -> None:
-        if not isinstance(self.database_url, str) or "://" not in self.database_url:
+        url: object = self.database_url
+        if not isinstance(url, str) or "://" not in url:
             raise ConfigurationError(
                 f"database_url must be a SQLAlchemy URL such as 'sqlite+aiosqlite:///./equeue.db', "
                 f"got {self.database_url!r}"
@@ -61,7 +62,7 @@ class Config:
         """A copy with ``changes`` applied and validated."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update(changes)
-        return Config(**values)  # type: ignore[arg-type]
+        return Config(**values)
 
 
 def check_queue_name(queue: object) -> str:
@@ -88,4 +89,6 @@ def _require_seconds(name: str, value: object, *, positive: bool) -> None:
     )
     if not ok:
         bound = "> 0" if positive else ">= 0"
-        raise ConfigurationError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
+        raise ConfigurationError(
+            f"{name} must be a finite number of seconds {bound}, got {value!r}"
+        )

@@ -87,7 +87,7 @@ def new_job_id() -> str:
     return str(uuid.UUID(int=value))
 
 
-def parse_job_id(job_id: str) -> str | None:
+def parse_job_id(job_id: object) -> str | None:
     """The canonical form of ``job_id``, or ``None`` if it cannot be one of ours."""
     if not isinstance(job_id, str) or len(job_id) > 64:
         return None
@@ -103,8 +103,10 @@ def encode_cursor(created_at: datetime, job_id: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, str] | None:
+def decode_cursor(cursor: object) -> tuple[datetime, str] | None:
     """The keyset position a cursor names, or ``None`` if it is not a cursor of ours."""
+    if not isinstance(cursor, str) or len(cursor) > 512:
+        return None
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, job_id = json.loads(raw)

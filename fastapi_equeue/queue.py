@@ -253,8 +253,13 @@ class EQueue:
             raise ConfigurationError(f"workers need concurrency >= 1, got {concurrency}")
         config = self.config.replace(concurrency=concurrency, queues=queues)
         return Runtime(
-            self._backend, self.registry, config, self._clock,
-            concurrency=concurrency, queues=queues, burst=burst,
+            self._backend,
+            self.registry,
+            config,
+            self._clock,
+            concurrency=concurrency,
+            queues=queues,
+            burst=burst,
         )
 
     async def migrate(self) -> list[str]:

@@ -118,21 +118,28 @@ def payload_size(payload: Mapping[str, Any]) -> int:
 
 
 def _validate_options(task: Task[Any, Any]) -> None:
-    if not isinstance(task.name, str) or not task.name or len(task.name) > 200:
-        raise ConfigurationError(f"task name must be a non-empty string, got {task.name!r}")
+    # Typed as object: these come from users' decorators and are checked, not trusted.
+    name: object = task.name
+    max_attempts: object = task.max_attempts
+    timeout: object = task.timeout
+    priority: object = task.priority
+    delay: object = task.retry_delay
+    if not isinstance(name, str) or not name or len(name) > 200:
+        raise ConfigurationError(f"task name must be a non-empty string, got {name!r}")
     check_queue_name(task.queue)
-    if not isinstance(task.max_attempts, int) or not 1 <= task.max_attempts <= MAX_ATTEMPTS_LIMIT:
+    if not isinstance(max_attempts, int) or not 1 <= max_attempts <= MAX_ATTEMPTS_LIMIT:
         raise ConfigurationError(
             f"max_attempts of {task.name!r} must be in 1..{MAX_ATTEMPTS_LIMIT}, "
             f"got {task.max_attempts!r}"
         )
-    if task.timeout is not None and not (
-        isinstance(task.timeout, int | float) and math.isfinite(task.timeout) and task.timeout > 0
+    if timeout is not None and not (
+        isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0
     ):
-        raise ConfigurationError(f"timeout of {task.name!r} must be seconds > 0, got {task.timeout!r}")
-    if not isinstance(task.priority, int) or abs(task.priority) > MAX_PRIORITY:
+        raise ConfigurationError(
+            f"timeout of {task.name!r} must be seconds > 0, got {task.timeout!r}"
+        )
+    if not isinstance(priority, int) or abs(priority) > MAX_PRIORITY:
         raise ConfigurationError(f"priority of {task.name!r} must be a 32-bit integer")
-    delay = task.retry_delay
     if not (delay is None or callable(delay) or (isinstance(delay, int | float) and delay >= 0)):
         raise ConfigurationError(
             f"retry_delay of {task.name!r} must be seconds >= 0, a callable or None, got {delay!r}"
@@ -161,7 +168,9 @@ def _payload_model(name: str, fn: Callable[..., Any]) -> type[BaseModel]:
 
 
 def _camel(name: str) -> str:
-    return "".join(part[:1].upper() + part[1:] for part in name.replace("-", "_").split("_")) or "Job"
+    return (
+        "".join(part[:1].upper() + part[1:] for part in name.replace("-", "_").split("_")) or "Job"
+    )
 
 
 def _describe(exc: ValidationError) -> str:

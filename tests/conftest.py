@@ -11,7 +11,7 @@ turns that into an error.
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -110,9 +110,7 @@ def backend_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def database_url(
-    backend_name: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> str:
+def database_url(backend_name: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     """An empty database of the backend under test."""
     if backend_name == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'equeue.db'}"
@@ -122,7 +120,7 @@ def database_url(
 
 
 @pytest.fixture
-async def make_queue(database_url: str) -> AsyncIterator[Callable[..., EQueue]]:
+def make_queue(database_url: str) -> Callable[..., EQueue]:
     """Build ``EQueue``s on the test's database with fast intervals (keywords override them).
 
     Queues built here are not started; a test starts them with ``async with``.
@@ -131,4 +129,4 @@ async def make_queue(database_url: str) -> AsyncIterator[Callable[..., EQueue]]:
     def make(**options: Any) -> EQueue:
         return EQueue(database_url, **{**FAST, **options})
 
-    yield make
+    return make

@@ -37,7 +37,7 @@ class LocalNotifier:
         return unsubscribe
 
     def publish_local(self, notification: Notification) -> None:
-        """Deliver ``notification`` to every listener; one failing listener does not stop the rest."""
+        """Deliver ``notification`` to every listener; a failing one does not stop the rest."""
         for listener in tuple(self._listeners):
             try:
                 listener(notification)

@@ -30,7 +30,7 @@ def load_queries(dialect: str) -> dict[str, LiteralString]:
         if match["name"] in queries:
             raise ValueError(f"query {match['name']!r} is defined twice in {dialect}")
         # The file is package data that ships with the code: its text is as constant as a literal.
-        queries[match["name"]] = cast(LiteralString, statement)
+        queries[match["name"]] = statement
     return queries
 
 
@@ -64,7 +64,8 @@ def migration_script(dialect: str) -> str:
     for name, statements in load_migrations(dialect):
         parts.append(f"\n-- migration {name}")
         parts.extend(statement + ";" for statement in statements)
-        parts.append(f"INSERT INTO equeue_migrations (name) VALUES ('{name}');")
+        # `name` is one of our own migration file names, never outside input.
+        parts.append(f"INSERT INTO equeue_migrations (name) VALUES ('{name}');")  # noqa: S608
     return "\n".join(parts) + "\n"
 
 

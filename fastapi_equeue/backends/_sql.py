@@ -67,7 +67,7 @@ class SQLBackend(ABC):
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    async def open(self) -> None:
+    async def open(self) -> None:  # noqa: B027 - a no-op by design, not a missing override
         """Connect: the engine's pool opens connections on first use."""
 
     async def close(self) -> None:
@@ -199,7 +199,9 @@ class SQLBackend(ABC):
         async with self._engine.connect() as conn:
             result = await conn.execute(self._q["queue_stats"], self._bind({}))
             return [
-                QueueStatsRow(queue=row["queue"], status=JobStatus(row["status"]), count=row["count"])
+                QueueStatsRow(
+                    queue=row["queue"], status=JobStatus(row["status"]), count=row["count"]
+                )
                 for row in result.mappings()
             ]
 

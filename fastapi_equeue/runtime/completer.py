@@ -83,7 +83,10 @@ class Completer:
                 if failures == 1 or failures % 20 == 0:
                     logger.warning(
                         "writing %d job outcomes failed (%s: %s); retrying in %.2fs",
-                        len(batch), type(exc).__name__, exc, delay,
+                        len(batch),
+                        type(exc).__name__,
+                        exc,
+                        delay,
                     )
                 await asyncio.sleep(delay)
                 continue
@@ -100,7 +103,10 @@ def _log(batch: list[Attempt], written: set[str]) -> None:
             logger.warning(
                 "job outcome discarded: the job was taken back from this worker "
                 "id=%s type=%s queue=%s attempt=%d",
-                job.id, job.job_type, job.queue, outcome.attempt,
+                job.id,
+                job.job_type,
+                job.queue,
+                outcome.attempt,
             )
             continue
         level = logging.WARNING if outcome.status in ("failed", "retrying") else logging.INFO
@@ -111,7 +117,13 @@ def _log(batch: list[Attempt], written: set[str]) -> None:
         logger.log(
             level,
             "%s id=%s type=%s queue=%s attempt=%d duration=%.3fs%s",
-            message, job.id, job.job_type, job.queue, outcome.attempt, attempt.duration, error,
+            message,
+            job.id,
+            job.job_type,
+            job.queue,
+            outcome.attempt,
+            attempt.duration,
+            error,
             extra={
                 "job_id": job.id,
                 "job_type": job.job_type,

@@ -44,7 +44,7 @@ class Attempt:
 
 
 class Executor:
-    """Runs attempts for one worker. ``async def`` tasks run on the loop, plain ``def`` in threads."""
+    """Runs attempts for one worker: ``async def`` tasks on the loop, plain ``def`` in threads."""
 
     def __init__(
         self,

@@ -6,6 +6,7 @@ most one poll.
 """
 
 import asyncio
+import contextlib
 import logging
 import random
 
@@ -122,9 +123,17 @@ class Producer:
         if logger.isEnabledFor(logging.INFO):
             logger.info(
                 "job processing id=%s type=%s queue=%s attempt=%d",
-                job.id, job.job_type, job.queue, job.attempts,
-                extra={"job_id": job.id, "job_type": job.job_type, "queue": job.queue,
-                       "attempt": job.attempts, "status": "processing"},
+                job.id,
+                job.job_type,
+                job.queue,
+                job.attempts,
+                extra={
+                    "job_id": job.id,
+                    "job_type": job.job_type,
+                    "queue": job.queue,
+                    "attempt": job.attempts,
+                    "status": "processing",
+                },
             )
         task = asyncio.create_task(self._attempt(job), name=f"equeue-job-{job.id}")
         self._running[job.id] = task
@@ -141,10 +150,8 @@ class Producer:
 
     async def _sleep(self) -> None:
         timeout = self._poll_interval * random.uniform(0.8, 1.0)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
-        except TimeoutError:
-            pass
 
     async def _back_off(self, exc: Exception, failures: int) -> None:
         delay = min(MAX_BACKOFF, self._poll_interval * 2 ** (failures - 1)) * random.uniform(0.5, 1)
@@ -152,10 +159,8 @@ class Producer:
             logger.warning(
                 "claiming jobs failed (%s: %s); retrying in %.2fs", type(exc).__name__, exc, delay
             )
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopped(), delay)
-        except TimeoutError:
-            pass
 
     async def _stopped(self) -> None:
         while self._claiming:

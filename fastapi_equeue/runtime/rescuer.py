@@ -19,7 +19,16 @@ class Rescuer:
         for job in await self._backend.job_rescue_stalled(self._stalled_after):
             logger.warning(
                 "job rescued from a lost worker id=%s type=%s queue=%s attempt=%d now=%s",
-                job.id, job.job_type, job.queue, job.attempts, job.status,
-                extra={"job_id": job.id, "job_type": job.job_type, "queue": job.queue,
-                       "attempt": job.attempts, "status": str(job.status)},
+                job.id,
+                job.job_type,
+                job.queue,
+                job.attempts,
+                job.status,
+                extra={
+                    "job_id": job.id,
+                    "job_type": job.job_type,
+                    "queue": job.queue,
+                    "attempt": job.attempts,
+                    "status": str(job.status),
+                },
             )

@@ -7,7 +7,7 @@ Shared by ``queue.lifespan``, ``async with queue``, the standalone worker CLI an
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi_equeue.backend import Backend
@@ -52,18 +52,27 @@ class Runtime:
         self._completer = Completer(backend)
         executor = Executor(registry, worker_id=self.worker_id, clock=clock, threads=concurrency)
         self.producer = Producer(
-            backend, executor, self._completer, config,
-            worker_id=self.worker_id, concurrency=concurrency, queues=queues, burst=burst,
+            backend,
+            executor,
+            self._completer,
+            config,
+            worker_id=self.worker_id,
+            concurrency=concurrency,
+            queues=queues,
+            burst=burst,
         )
         self._heartbeat = Heartbeat(
-            backend, worker_id=self.worker_id, concurrency=concurrency, queues=queues,
+            backend,
+            worker_id=self.worker_id,
+            concurrency=concurrency,
+            queues=queues,
             on_lost=lambda: self.producer.cancel_all("lost"),
         )
         self._rescuer = Rescuer(backend, stalled_after=config.stalled_after)
         self._canceller = CancelWatcher(backend, self.producer)
         self._stop_maintenance = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._unsubscribe = lambda: None
+        self._unsubscribe: Callable[[], None] = _nothing
 
     async def start(self) -> None:
         """Register the worker and start every loop."""
@@ -78,18 +87,33 @@ class Runtime:
         )
         self._spawn("producer", self.producer.run())
         self._spawn("completer", self._completer.run())
-        self._spawn("heartbeat", every(
-            config.heartbeat_interval, self._heartbeat.beat,
-            what="heartbeat", stop=self._stop_maintenance,
-        ))
-        self._spawn("rescuer", every(
-            config.heartbeat_interval, self._rescuer.rescue,
-            what="stalled-job rescue", stop=self._stop_maintenance,
-        ))
-        self._spawn("canceller", every(
-            cancel_every, self._canceller.check,
-            what="cancel check", stop=self._stop_maintenance,
-        ))
+        self._spawn(
+            "heartbeat",
+            every(
+                config.heartbeat_interval,
+                self._heartbeat.beat,
+                what="heartbeat",
+                stop=self._stop_maintenance,
+            ),
+        )
+        self._spawn(
+            "rescuer",
+            every(
+                config.heartbeat_interval,
+                self._rescuer.rescue,
+                what="stalled-job rescue",
+                stop=self._stop_maintenance,
+            ),
+        )
+        self._spawn(
+            "canceller",
+            every(
+                cancel_every,
+                self._canceller.check,
+                what="cancel check",
+                stop=self._stop_maintenance,
+            ),
+        )
         logger.info("worker %s started", self.worker_id)
 
     async def wait_producer(self) -> None:
@@ -106,7 +130,8 @@ class Runtime:
         if self.producer.running:
             logger.info(
                 "shutdown grace of %.1fs is over; putting %d running jobs back",
-                grace, len(self.producer.running),
+                grace,
+                len(self.producer.running),
             )
             self.producer.cancel_all("shutdown")
             await self.producer.wait_running(CANCEL_WAIT)
@@ -135,6 +160,10 @@ class Runtime:
         task = asyncio.create_task(coro, name=f"equeue-{name}-{self.worker_id[-8:]}")
         task.add_done_callback(log_crash)
         self._tasks[name] = task
+
+
+def _nothing() -> None:
+    return
 
 
 async def _settle(task: asyncio.Task[None] | None) -> None:

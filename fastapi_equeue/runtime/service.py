@@ -1,6 +1,7 @@
 """Running the runtime's background loops: named tasks, jittered intervals, errors logged."""
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -28,10 +29,8 @@ async def every(
             failures += 1
             if failures == 1 or failures % 10 == 0:
                 logger.warning("%s failed (%s: %s)", what, type(exc).__name__, exc)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval * random.uniform(0.9, 1.1))
-        except TimeoutError:
-            pass
 
 
 def log_crash(task: asyncio.Task[None]) -> None:

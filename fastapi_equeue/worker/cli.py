@@ -29,13 +29,23 @@ def parser() -> argparse.ArgumentParser:
             "queue's shutdown_grace, then are put back; a second signal stops at once."
         ),
     )
-    p.add_argument("target", metavar="MODULE:ATTRIBUTE",
-                   help="where the EQueue lives, e.g. myapp.jobs:queue")
-    p.add_argument("--concurrency", type=int, default=None, metavar="N",
-                   help="jobs run at once (default: the queue's concurrency, or "
-                        f"{DEFAULT_CONCURRENCY} if it is 0)")
-    p.add_argument("--queues", default=None, metavar="A,B",
-                   help="comma-separated queues to take jobs from (default: the queue's, or all)")
+    p.add_argument(
+        "target", metavar="MODULE:ATTRIBUTE", help="where the EQueue lives, e.g. myapp.jobs:queue"
+    )
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        metavar="N",
+        help="jobs run at once (default: the queue's concurrency, or "
+        f"{DEFAULT_CONCURRENCY} if it is 0)",
+    )
+    p.add_argument(
+        "--queues",
+        default=None,
+        metavar="A,B",
+        help="comma-separated queues to take jobs from (default: the queue's, or all)",
+    )
     p.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
     return p
 
@@ -70,26 +80,33 @@ async def serve(queue: EQueue, concurrency: int, queues: tuple[str, ...] | None)
     def on_signal(signum: int) -> None:
         nonlocal signals
         signals += 1
-        logger.info("received %s; %s", signal.Signals(signum).name,
-                    "shutting down gracefully" if signals == 1 else "stopping now")
-        if signals > 1 and runtime is not None:
-            runtime.producer.cancel_all("shutdown")
+        logger.info(
+            "received %s; %s",
+            signal.Signals(signum).name,
+            "shutting down gracefully" if signals == 1 else "stopping now",
+        )
+        if signals > 1 and queue.runtime is not None:
+            queue.runtime.producer.cancel_all("shutdown")
         stop.set()
 
-    runtime = None
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     async with queue.connected(), queue.workers(concurrency, queues) as runtime:
-        logger.info("worker running %s with concurrency %d on queues %s",
-                    runtime.worker_id, concurrency, ",".join(queues) if queues else "all")
+        logger.info(
+            "worker running %s with concurrency %d on queues %s",
+            runtime.worker_id,
+            concurrency,
+            ",".join(queues) if queues else "all",
+        )
         await stop.wait()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process's exit code."""
     args = parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     queue = load_queue(args.target)
     concurrency = args.concurrency
     if concurrency is None:
@@ -102,6 +119,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         asyncio.run(serve(queue, concurrency, queues))
     except EQueueError as exc:
-        logger.error("%s", exc)
+        logger.error("%s", exc)  # noqa: TRY400 - a configuration error; its traceback is noise
         return 2
     return 0
