@@ -8,8 +8,18 @@ CONTRACT = {"EQueue", "QueueClient", "Job", "JobStatus", "Page", "router", "get_
 def test_all_is_sorted_and_complete() -> None:
     public = {name for name in dir(equeue) if not name.startswith("_")} - {
         # submodules, importable but not re-exported names
-        "api", "backend", "backends", "client", "clock", "config", "errors", "jobs", "queue",
-        "retry", "runtime", "tasks",
+        "api",
+        "backend",
+        "backends",
+        "client",
+        "clock",
+        "config",
+        "errors",
+        "jobs",
+        "queue",
+        "retry",
+        "runtime",
+        "tasks",
     }
     assert equeue.__all__ == sorted(equeue.__all__)
     assert set(equeue.__all__) - {"__version__"} == public
@@ -21,7 +31,12 @@ def test_contract_names_are_exported() -> None:
 
 def test_job_status_values_match_the_contract() -> None:
     assert [s.value for s in equeue.JobStatus] == [
-        "queued", "processing", "retrying", "completed", "failed", "cancelled",
+        "queued",
+        "processing",
+        "retrying",
+        "completed",
+        "failed",
+        "cancelled",
     ]
     assert isinstance(equeue.JobStatus.QUEUED, str)
 
