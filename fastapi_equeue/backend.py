@@ -63,6 +63,15 @@ class JobRow:
 
 
 @dataclass(frozen=True, slots=True)
+class ProcessingJob:
+    """A job the database holds as running on some worker."""
+
+    id: str
+    attempt: int
+    cancel_requested: bool
+
+
+@dataclass(frozen=True, slots=True)
 class JobInsertParams:
     """One job to insert. ``run_at`` wins over ``delay`` (seconds from the database's now)."""
 
@@ -191,9 +200,6 @@ class Backend(Protocol):
     async def job_cancel(self, job_id: str) -> JobRow | None:
         """Cancel a queued or retrying job, or flag a processing one; ``None`` if neither."""
 
-    async def job_cancel_requested(self, job_ids: Sequence[str]) -> list[str]:
-        """Which of these processing jobs have been asked to cancel."""
-
     async def job_claim(self, params: JobClaimParams) -> list[JobRow]:
         """Mark up to ``params.limit`` due jobs processing for the worker, by priority."""
 
@@ -215,6 +221,9 @@ class Backend(Protocol):
 
     async def job_list(self, params: JobListParams) -> list[JobRow]:
         """A page of jobs, newest first."""
+
+    async def job_processing_by_worker(self, worker_id: str) -> list[ProcessingJob]:
+        """The jobs the database holds as running on ``worker_id``."""
 
     async def job_rescue_stalled(self, stalled_after: float) -> list[JobRow]:
         """Put back (or fail) processing jobs whose worker has been silent for ``stalled_after``."""

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import RowMapping, TextClause, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fastapi_equeue.backend import (
@@ -25,6 +26,7 @@ from fastapi_equeue.backend import (
     JobRow,
     Notification,
     Notifier,
+    ProcessingJob,
     QueueStatsRow,
     WorkerParams,
 )
@@ -104,14 +106,6 @@ class SQLBackend(ABC):
         self._announce(None, Notification("cancel", (job_id,)))
         return rows[0]
 
-    async def job_cancel_requested(self, job_ids: Sequence[str]) -> list[str]:
-        """Which of these processing jobs have been asked to cancel."""
-        async with self._engine.connect() as conn:
-            result = await conn.execute(
-                self._q["job_cancel_requested"], self._bind({"ids": json.dumps(list(job_ids))})
-            )
-            return [str(value) for value in result.scalars()]
-
     async def job_claim(self, params: JobClaimParams) -> list[JobRow]:
         """Mark up to ``params.limit`` due jobs processing for the worker."""
         values: dict[str, Any] = {"worker_id": params.worker_id, "limit": params.limit}
@@ -172,6 +166,18 @@ class SQLBackend(ABC):
         }
         return await self._read("job_list", values, None)
 
+    async def job_processing_by_worker(self, worker_id: str) -> list[ProcessingJob]:
+        """The jobs the database holds as running on ``worker_id``."""
+        rows = await self._fetch("job_processing_by_worker", {"worker_id": worker_id})
+        return [
+            ProcessingJob(
+                id=str(row["id"]),
+                attempt=row["attempts"],
+                cancel_requested=bool(row["cancel_requested"]),
+            )
+            for row in rows
+        ]
+
     async def job_rescue_stalled(self, stalled_after: float) -> list[JobRow]:
         """Put back (or fail) processing jobs whose worker has been silent for ``stalled_after``."""
         values = {"stalled_after": stalled_after, "error": WORKER_LOST}
@@ -196,14 +202,10 @@ class SQLBackend(ABC):
 
     async def queue_stats(self) -> list[QueueStatsRow]:
         """Job counts per queue and status."""
-        async with self._engine.connect() as conn:
-            result = await conn.execute(self._q["queue_stats"], self._bind({}))
-            return [
-                QueueStatsRow(
-                    queue=row["queue"], status=JobStatus(row["status"]), count=row["count"]
-                )
-                for row in result.mappings()
-            ]
+        return [
+            QueueStatsRow(queue=row["queue"], status=JobStatus(row["status"]), count=row["count"])
+            for row in await self._fetch("queue_stats", {})
+        ]
 
     # -- workers ---------------------------------------------------------------------------------
 
@@ -253,9 +255,20 @@ class SQLBackend(ABC):
         if conn is not None:
             result = await conn.execute(self._q[name], self._bind(values))
             return [self._decode(row) for row in result.mappings()]
-        async with self._engine.connect() as own:
-            result = await own.execute(self._q[name], self._bind(values))
-            return [self._decode(row) for row in result.mappings()]
+        return [self._decode(row) for row in await self._fetch(name, values)]
+
+    async def _fetch(self, name: str, values: dict[str, Any]) -> Sequence[RowMapping]:
+        """Run a read-only statement on a pooled connection; once more if that connection was
+        found dead (after a database restart the pool still holds connections to the old one)."""
+        for attempt in (1, 2):
+            try:
+                async with self._engine.connect() as conn:
+                    result = await conn.execute(self._q[name], self._bind(dict(values)))
+                    return result.mappings().all()
+            except DBAPIError as exc:
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+        raise AssertionError("unreachable")
 
     def _insert(self, p: JobInsertParams) -> dict[str, Any]:
         return {

@@ -33,6 +33,7 @@ class Completer:
         self._backend = backend
         self._batch_size = batch_size
         self._pending: list[Attempt] = []
+        self._unwritten: set[str] = set()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -43,6 +44,7 @@ class Completer:
         if attempt.outcome is None:
             return
         self._pending.append(attempt)
+        self._unwritten.add(attempt.job.id)
         self._idle.clear()
         self._wake.set()
 
@@ -60,6 +62,11 @@ class Completer:
             del self._pending[: self._batch_size]
             # Shielded: cancelling the runtime must not tear a final state out of a job's life.
             await asyncio.shield(self._write(batch))
+
+    @property
+    def unwritten(self) -> set[str]:
+        """Ids of jobs whose outcome is submitted but not yet written."""
+        return set(self._unwritten)
 
     async def flushed(self) -> None:
         """Return once every outcome submitted so far is written."""
@@ -90,6 +97,7 @@ class Completer:
                     )
                 await asyncio.sleep(delay)
                 continue
+            self._unwritten.difference_update(a.job.id for a in batch)
             _log(batch, written)
             return
 

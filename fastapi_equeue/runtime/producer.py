@@ -48,6 +48,8 @@ class Producer:
         self._wake = asyncio.Event()
         self._claiming = True
         self.claimed_total = 0
+        self.claims_started = 0
+        self.claiming = False
 
     @property
     def running(self) -> tuple[str, ...]:
@@ -99,9 +101,7 @@ class Producer:
             claimed: list[JobRow] = []
             if free > 0:
                 try:
-                    claimed = await self._backend.job_claim(
-                        JobClaimParams(worker_id=self._worker_id, limit=free, queues=self._queues)
-                    )
+                    claimed = await self._claim(free)
                     failures = 0
                 except Exception as exc:
                     failures += 1
@@ -118,6 +118,16 @@ class Producer:
                 if len(self._running) < self._concurrency:
                     continue
             await self._sleep()
+
+    async def _claim(self, limit: int) -> list[JobRow]:
+        self.claims_started += 1
+        self.claiming = True
+        try:
+            return await self._backend.job_claim(
+                JobClaimParams(worker_id=self._worker_id, limit=limit, queues=self._queues)
+            )
+        finally:
+            self.claiming = False
 
     def _start(self, job: JobRow) -> None:
         if logger.isEnabledFor(logging.INFO):

@@ -14,11 +14,11 @@ from fastapi_equeue.backend import Backend
 from fastapi_equeue.clock import Clock
 from fastapi_equeue.config import Config
 from fastapi_equeue.jobs import new_job_id
-from fastapi_equeue.runtime.canceller import CancelWatcher
 from fastapi_equeue.runtime.completer import Completer
 from fastapi_equeue.runtime.executor import Executor
 from fastapi_equeue.runtime.heartbeat import Heartbeat
 from fastapi_equeue.runtime.producer import Producer
+from fastapi_equeue.runtime.reconciler import Reconciler
 from fastapi_equeue.runtime.rescuer import Rescuer
 from fastapi_equeue.runtime.service import every, log_crash
 from fastapi_equeue.tasks import TaskRegistry
@@ -69,7 +69,9 @@ class Runtime:
             on_lost=lambda: self.producer.cancel_all("lost"),
         )
         self._rescuer = Rescuer(backend, stalled_after=config.stalled_after)
-        self._canceller = CancelWatcher(backend, self.producer)
+        self._reconciler = Reconciler(
+            backend, self.producer, self._completer, worker_id=self.worker_id
+        )
         self._stop_maintenance = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._unsubscribe: Callable[[], None] = _nothing
@@ -80,40 +82,19 @@ class Runtime:
         self._unsubscribe = self._backend.notifier.subscribe(self.producer.on_notification)
         config = self._config
         # Without NOTIFY a cancel request is only seen by looking; with it, looking is a backstop.
-        cancel_every = (
+        reconcile_every = (
             config.heartbeat_interval
             if self._backend.capabilities.listen_notify
             else config.poll_interval
         )
         self._spawn("producer", self.producer.run())
         self._spawn("completer", self._completer.run())
-        self._spawn(
-            "heartbeat",
-            every(
-                config.heartbeat_interval,
-                self._heartbeat.beat,
-                what="heartbeat",
-                stop=self._stop_maintenance,
-            ),
-        )
-        self._spawn(
-            "rescuer",
-            every(
-                config.heartbeat_interval,
-                self._rescuer.rescue,
-                what="stalled-job rescue",
-                stop=self._stop_maintenance,
-            ),
-        )
-        self._spawn(
-            "canceller",
-            every(
-                cancel_every,
-                self._canceller.check,
-                what="cancel check",
-                stop=self._stop_maintenance,
-            ),
-        )
+        for name, interval, step in (
+            ("heartbeat", config.heartbeat_interval, self._heartbeat.beat),
+            ("rescuer", config.heartbeat_interval, self._rescuer.rescue),
+            ("reconciler", reconcile_every, self._reconciler.check),
+        ):
+            self._spawn(name, every(interval, step, what=name, stop=self._stop_maintenance))
         logger.info("worker %s started", self.worker_id)
 
     async def wait_producer(self) -> None:
@@ -145,7 +126,7 @@ class Runtime:
         self._unsubscribe()
         # Heartbeats go on until here, so that no job is rescued while it drains.
         self._stop_maintenance.set()
-        for name in ("heartbeat", "rescuer", "canceller"):
+        for name in ("heartbeat", "rescuer", "reconciler"):
             await _settle(self._tasks.get(name))
         if not self.producer.running:
             with contextlib.suppress(Exception):

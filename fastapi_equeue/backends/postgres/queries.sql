@@ -13,14 +13,6 @@ SET status = CASE WHEN status = 'processing' THEN status ELSE 'cancelled' END,
 WHERE id = CAST(:id AS uuid) AND status IN ('queued', 'retrying', 'processing')
 RETURNING *, pg_notify('equeue', 'cancel:' || id::text) IS NULL AS notified;
 
--- name: job_cancel_requested
--- Which of a worker's running jobs have been asked to cancel (the fallback to NOTIFY).
-SELECT id
-FROM equeue_jobs
-WHERE id IN (SELECT CAST(value AS uuid) FROM jsonb_array_elements_text(CAST(:ids AS jsonb)))
-  AND status = 'processing'
-  AND cancel_requested;
-
 -- name: job_claim
 -- Take up to :limit due jobs from any queue for one worker, highest priority first.
 -- SKIP LOCKED sits in the CTE so that concurrent claimers pass over each other's rows instead of
@@ -148,6 +140,12 @@ WHERE (CAST(:status AS text) IS NULL OR status = :status)
        OR (created_at, id) < (CAST(:after_created AS timestamptz), CAST(:after_id AS uuid)))
 ORDER BY created_at DESC, id DESC
 LIMIT :limit;
+
+-- name: job_processing_by_worker
+-- The jobs the database holds as running on one worker, and whether each was asked to cancel.
+SELECT id, attempts, cancel_requested
+FROM equeue_jobs
+WHERE status = 'processing' AND worker_id = CAST(:worker_id AS uuid);
 
 -- name: job_rescue_stalled
 -- Take back running jobs whose worker has been silent for :stalled_after seconds. The lost attempt

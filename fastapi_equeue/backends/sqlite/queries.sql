@@ -14,14 +14,6 @@ SET status = CASE WHEN status = 'processing' THEN status ELSE 'cancelled' END,
 WHERE id = :id AND status IN ('queued', 'retrying', 'processing')
 RETURNING *;
 
--- name: job_cancel_requested
--- Which of a worker's running jobs have been asked to cancel.
-SELECT id
-FROM equeue_jobs
-WHERE id IN (SELECT value FROM json_each(:ids))
-  AND status = 'processing'
-  AND cancel_requested;
-
 -- name: job_claim
 -- Take up to :limit due jobs from any queue for one worker, highest priority first.
 -- The subquery's ORDER BY matches equeue_jobs_claimable_idx; the write lock taken by
@@ -119,6 +111,12 @@ WHERE (:status IS NULL OR status = :status)
   AND (:after_created IS NULL OR (created_at, id) < (:after_created, :after_id))
 ORDER BY created_at DESC, id DESC
 LIMIT :limit;
+
+-- name: job_processing_by_worker
+-- The jobs the database holds as running on one worker, and whether each was asked to cancel.
+SELECT id, attempts, cancel_requested
+FROM equeue_jobs
+WHERE status = 'processing' AND worker_id = :worker_id;
 
 -- name: job_rescue_stalled
 -- Take back running jobs whose worker has been silent for :stalled_after seconds. The lost attempt
