@@ -240,8 +240,10 @@ class EQueue:
         try:
             yield runtime
         finally:
-            self._runtime = None
-            await runtime.stop()
+            try:
+                await runtime.stop()
+            finally:
+                self._runtime = None
 
     def new_runtime(
         self, *, concurrency: int, queues: tuple[str, ...] | None, burst: bool = False

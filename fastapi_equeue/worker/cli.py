@@ -12,9 +12,12 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from fastapi_equeue.config import DEFAULT_CONCURRENCY
 from fastapi_equeue.errors import EQueueError
 from fastapi_equeue.queue import EQueue
+from fastapi_equeue.runtime.runtime import Runtime
 
 logger = logging.getLogger("fastapi_equeue.worker")
 
@@ -85,13 +88,15 @@ async def serve(queue: EQueue, concurrency: int, queues: tuple[str, ...] | None)
             signal.Signals(signum).name,
             "shutting down gracefully" if signals == 1 else "stopping now",
         )
-        if signals > 1 and queue.runtime is not None:
-            queue.runtime.producer.cancel_all("shutdown")
+        if signals > 1 and running is not None:
+            running.producer.cancel_all("shutdown")
         stop.set()
 
+    running: Runtime | None = None
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     async with queue.connected(), queue.workers(concurrency, queues) as runtime:
+        running = runtime
         logger.info(
             "worker running %s with concurrency %d on queues %s",
             runtime.worker_id,
@@ -118,7 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         queues = tuple(q.strip() for q in args.queues.split(",") if q.strip()) or None
     try:
         asyncio.run(serve(queue, concurrency, queues))
-    except EQueueError as exc:
-        logger.error("%s", exc)  # noqa: TRY400 - a configuration error; its traceback is noise
+    except (EQueueError, OSError, SQLAlchemyError) as exc:
+        # A configuration or connection error: one clear line, not a traceback.
+        logger.error("worker stopped: %s: %s", type(exc).__name__, exc)  # noqa: TRY400
         return 2
     return 0

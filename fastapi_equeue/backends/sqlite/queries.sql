@@ -16,13 +16,14 @@ RETURNING *;
 
 -- name: job_claim
 -- Take up to :limit due jobs from any queue for one worker, highest priority first.
--- The subquery's ORDER BY matches equeue_jobs_claimable_idx; the write lock taken by
--- BEGIN IMMEDIATE is what keeps two claimers apart (SQLite has no row locks).
+-- The subquery's ORDER BY matches equeue_jobs_claimable_idx; INDEXED BY keeps the planner on it
+-- (without statistics it prefers the status index and sorts every queued row, per claim). The
+-- write lock taken by BEGIN IMMEDIATE is what keeps two claimers apart (SQLite has no row locks).
 UPDATE equeue_jobs
 SET status = 'processing', attempts = attempts + 1, started_at = :now, worker_id = :worker_id
 WHERE id IN (
     SELECT id
-    FROM equeue_jobs
+    FROM equeue_jobs INDEXED BY equeue_jobs_claimable_idx
     WHERE status IN ('queued', 'retrying') AND scheduled_at <= :now
     ORDER BY priority DESC, scheduled_at, id
     LIMIT :limit)
@@ -34,7 +35,7 @@ UPDATE equeue_jobs
 SET status = 'processing', attempts = attempts + 1, started_at = :now, worker_id = :worker_id
 WHERE id IN (
     SELECT id
-    FROM equeue_jobs
+    FROM equeue_jobs INDEXED BY equeue_jobs_claimable_idx
     WHERE status IN ('queued', 'retrying') AND scheduled_at <= :now
       AND queue IN (SELECT value FROM json_each(:queues))
     ORDER BY priority DESC, scheduled_at, id

@@ -1,0 +1,243 @@
+"""Fixtures for the process tests: an empty PostgreSQL database, standalone worker subprocesses
+(always killed at teardown), and a look into the tables to wait on, with deadlines.
+
+The workers run ``python -m fastapi_equeue.worker worker_app:queue`` from a temporary directory,
+so they use the installed package and find ``worker_app`` through ``PYTHONPATH`` alone.
+"""
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+from fastapi_equeue import EQueue, QueueClient
+from tests.process.worker_app import build_queue
+
+APP_DIR = Path(__file__).parent
+TARGET = "worker_app:queue"
+POLL = 0.05
+# Deadlines for conditions that normally hold within a second or two; generous for a busy machine.
+START_TIMEOUT = 30.0
+KILL_WAIT = 10.0
+
+
+def _dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@dataclass
+class Worker:
+    """One standalone worker subprocess, its ledger and its log."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    ledger: Path
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def tokens(self) -> list[str]:
+        """The tokens of the tasks this process finished, in order."""
+        if not self.ledger.exists():
+            return []
+        lines = self.ledger.read_text(encoding="utf-8").splitlines()
+        assert all(line.endswith(f" {self.pid}") for line in lines), lines[:5]
+        return [line.split(" ", 1)[0] for line in lines]
+
+    def output(self, limit: int = 6000) -> str:
+        """The end of the worker's stdout and stderr, for failure messages."""
+        text = self.log.read_text(encoding="utf-8", errors="replace") if self.log.exists() else ""
+        return f"--- {self.name} (pid {self.pid}) output ---\n{text[-limit:]}"
+
+    def send(self, signum: signal.Signals) -> None:
+        self.process.send_signal(signum)
+
+    async def exited(self, timeout: float) -> int:
+        """Wait (polling, without blocking the loop) for the process to exit; its return code."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (code := self.process.poll()) is None:
+            if loop.time() > deadline:
+                raise AssertionError(f"{self.name} did not exit within {timeout}s\n{self.output()}")
+            await asyncio.sleep(POLL)
+        return code
+
+
+@dataclass
+class Workers:
+    """Starts worker subprocesses against one database; the fixture kills leftovers."""
+
+    database_url: str
+    directory: Path
+    started: list[Worker] = field(default_factory=list)
+
+    def start(self, name: str, *args: str, **env: str) -> Worker:
+        """Start ``python -m fastapi_equeue.worker worker_app:queue *args``.
+
+        ``env`` adds variables such as ``EQUEUE_STALLED_AFTER`` or ``LONG_SECONDS``.
+        """
+        ledger = self.directory / f"{name}.ledger"
+        log = self.directory / f"{name}.log"
+        environment = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                [str(APP_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]
+            ),
+            "PYTHONUNBUFFERED": "1",
+            "EQUEUE_URL": self.database_url,
+            "EQUEUE_LEDGER": str(ledger),
+            **env,
+        }
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "fastapi_equeue.worker", TARGET, *args],
+                cwd=self.directory,
+                env=environment,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        worker = Worker(name, process, ledger, log)
+        self.started.append(worker)
+        return worker
+
+    def output(self) -> str:
+        return "\n".join(worker.output() for worker in self.started)
+
+    def stop_all(self) -> None:
+        for worker in self.started:
+            if worker.process.poll() is None:
+                worker.process.kill()
+        for worker in self.started:
+            # SIGKILL cannot be ignored; the bound only keeps a stuck kernel from hanging the run.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                worker.process.wait(KILL_WAIT)
+
+
+class Database:
+    """Read-only look at the queue's tables, and waiting for a condition on them."""
+
+    def __init__(self, conn: asyncpg.Connection, workers: Workers) -> None:
+        self._conn = conn
+        self._workers = workers
+
+    async def counts(self) -> Counter[str]:
+        """Jobs per status."""
+        rows = await self._conn.fetch(
+            "SELECT status, count(*) AS n FROM equeue_jobs GROUP BY status"
+        )
+        return Counter({row["status"]: row["n"] for row in rows})
+
+    async def processing_by(self, worker: Worker) -> int:
+        """How many jobs are processing in ``worker``'s process (its row names its pid)."""
+        count: int = await self._conn.fetchval(
+            """
+            SELECT count(*)
+            FROM equeue_jobs AS j JOIN equeue_workers AS w ON w.id = j.worker_id
+            WHERE j.status = 'processing' AND w.pid = $1
+            """,
+            worker.pid,
+        )
+        return count
+
+    async def registered(self, worker: Worker) -> bool:
+        """Whether ``worker`` has registered (it is connected and about to claim)."""
+        found: bool = await self._conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM equeue_workers WHERE pid = $1)", worker.pid
+        )
+        return found
+
+    async def until(
+        self,
+        condition: Callable[[], Awaitable[bool]],
+        *,
+        what: str,
+        timeout: float = START_TIMEOUT,
+        alive: Sequence[Worker] = (),
+    ) -> None:
+        """Poll ``condition`` every 50 ms until it holds; fail after ``timeout`` seconds, or at
+        once if one of the ``alive`` workers exits meanwhile."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not await condition():
+            for worker in alive:
+                if not worker.alive():
+                    raise AssertionError(
+                        f"{worker.name} exited with {worker.process.returncode} while waiting "
+                        f"for {what}\n{worker.output()}"
+                    )
+            if loop.time() > deadline:
+                raise AssertionError(
+                    f"timed out after {timeout}s waiting for {what}; jobs: "
+                    f"{dict(await self.counts())}\n{self._workers.output()}"
+                )
+            await asyncio.sleep(POLL)
+
+    async def ready(self, *workers: Worker) -> None:
+        """Wait until every one of ``workers`` has registered."""
+
+        async def all_registered() -> bool:
+            return all([await self.registered(worker) for worker in workers])
+
+        await self.until(all_registered, what="the workers to register", alive=workers)
+
+
+async def _migrate_and_empty(url: str) -> None:
+    # Starting an enqueue-only queue applies the schema; then every table starts empty.
+    async with EQueue(url, concurrency=0):
+        pass
+    conn = await asyncpg.connect(_dsn(url), timeout=5)
+    try:
+        await conn.execute("TRUNCATE equeue_jobs, equeue_workers")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def process_url(postgres_url: str) -> str:
+    """The run's PostgreSQL database, migrated, with no jobs and no workers."""
+    await _migrate_and_empty(postgres_url)
+    return postgres_url
+
+
+@pytest.fixture
+def workers(process_url: str, tmp_path: Path) -> Iterator[Workers]:
+    """Start worker subprocesses; whatever still runs at teardown is killed and reaped."""
+    pool = Workers(process_url, tmp_path)
+    try:
+        yield pool
+    finally:
+        pool.stop_all()
+
+
+@pytest.fixture
+async def db(process_url: str, workers: Workers) -> AsyncIterator[Database]:
+    """A look into the tables (a dedicated asyncpg connection)."""
+    conn = await asyncpg.connect(_dsn(process_url), timeout=5)
+    try:
+        yield Database(conn, workers)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def client(process_url: str) -> AsyncIterator[QueueClient]:
+    """An enqueue-only queue (concurrency 0) with the workers' tasks, started."""
+    queue = build_queue(process_url, concurrency=0, poll_interval=POLL)
+    async with queue:
+        yield queue.client
