@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from fastapi_equeue.backend import Backend, JobInsertParams, JobListParams, JobRow, Notification
 from fastapi_equeue.config import (
     MAX_ATTEMPTS_LIMIT,
+    MAX_DELAY,
     MAX_LIST_LIMIT,
     MAX_PRIORITY,
     Config,
@@ -46,7 +47,6 @@ from fastapi_equeue.tasks import TaskRegistry, payload_size
 logger = logging.getLogger(__name__)
 
 MAX_IDEMPOTENCY_KEY = 255
-MAX_DELAY = timedelta(days=3650).total_seconds()
 _ENQUEUE_OPTIONS = frozenset(
     {"queue", "priority", "delay", "run_at", "max_attempts", "idempotency_key"}
 )

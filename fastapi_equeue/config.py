@@ -19,6 +19,8 @@ MAX_LIST_LIMIT = 500
 MAX_QUEUE_NAME = 200
 MAX_TRACEBACK_CHARS = 8192
 COMPLETION_BATCH = 100
+MAX_DELAY = 10 * 365 * 86400.0
+"""The longest delay (enqueue ``delay``, ``retry_delay``) in seconds: ten years."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +58,10 @@ class Config:
             if not self.queues:
                 raise ConfigurationError("queues must name at least one queue, or be None for all")
             for queue in self.queues:
-                check_queue_name(queue)
+                try:
+                    check_queue_name(queue)
+                except ConfigurationError as exc:
+                    raise ConfigurationError(f"queues: {exc}") from None
 
     def replace(self, **changes: object) -> "Config":
         """A copy with ``changes`` applied and validated."""

@@ -1,7 +1,10 @@
 """Retry delay policies: how long to wait before the next attempt. Pure functions of the attempt."""
 
+import math
 import random
 from collections.abc import Callable
+
+from fastapi_equeue.config import MAX_DELAY
 
 RetryDelay = float | int | Callable[[int], float] | None
 """Fixed seconds, a callable ``attempt -> seconds``, or ``None`` for exponential backoff."""
@@ -24,6 +27,7 @@ def delay_for(policy: RetryDelay, attempt: int) -> float:
     """Seconds to wait after failed attempt number ``attempt`` (1-based), never negative."""
     if policy is None:
         return exponential_backoff(attempt)
-    if callable(policy):
-        return max(0.0, float(policy(attempt)))
-    return max(0.0, float(policy))
+    seconds = float(policy(attempt)) if callable(policy) else float(policy)
+    if not math.isfinite(seconds):
+        return MAX_DELAY if seconds > 0 else 0.0
+    return min(max(0.0, seconds), MAX_DELAY)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, ParamSpec, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from fastapi_equeue.config import (
     DEFAULT_MAX_ATTEMPTS,
@@ -65,9 +65,13 @@ class Task(Generic[P, R]):
             model = self.payload_model.model_validate(payload)
         except ValidationError as exc:
             raise InvalidPayload(self.name, _describe(exc), _error_list(exc)) from None
-        dumped = model.model_dump(mode="json", exclude_unset=True)
+        dumped = model.model_dump(mode="json", exclude_unset=True, by_alias=True)
         if model.model_extra:
             dumped.update(model.model_extra)
+        try:
+            encode_json(dumped)
+        except (TypeError, ValueError) as exc:
+            raise InvalidPayload(self.name, f"the payload is not JSON: {exc}", []) from None
         return dumped
 
     def arguments(self, payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -76,7 +80,10 @@ class Task(Generic[P, R]):
             model = self.payload_model.model_validate(payload)
         except ValidationError as exc:
             raise InvalidPayload(self.name, _describe(exc), _error_list(exc)) from None
-        kwargs = {name: getattr(model, name) for name in type(model).model_fields}
+        kwargs = {
+            field.alias or name: getattr(model, name)
+            for name, field in type(model).model_fields.items()
+        }
         if model.model_extra:
             kwargs.update(model.model_extra)
         return kwargs
@@ -112,9 +119,14 @@ class TaskRegistry:
         return len(self._tasks)
 
 
+def encode_json(value: Any) -> str:
+    """Strict JSON: NaN and infinities, which no database's JSON type accepts, are refused."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def payload_size(payload: Mapping[str, Any]) -> int:
     """The payload's size as the contract defines it: its JSON encoding in UTF-8 bytes."""
-    return len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+    return len(encode_json(payload).encode())
 
 
 def _validate_options(task: Task[Any, Any]) -> None:
@@ -140,7 +152,11 @@ def _validate_options(task: Task[Any, Any]) -> None:
         )
     if not isinstance(priority, int) or abs(priority) > MAX_PRIORITY:
         raise ConfigurationError(f"priority of {task.name!r} must be a 32-bit integer")
-    if not (delay is None or callable(delay) or (isinstance(delay, int | float) and delay >= 0)):
+    if not (
+        delay is None
+        or callable(delay)
+        or (isinstance(delay, int | float) and math.isfinite(delay) and delay >= 0)
+    ):
         raise ConfigurationError(
             f"retry_delay of {task.name!r} must be seconds >= 0, a callable or None, got {delay!r}"
         )
@@ -162,7 +178,10 @@ def _payload_model(name: str, fn: Callable[..., Any]) -> type[BaseModel]:
             )
         annotation = hints.get(param.name, Any)
         default = ... if param.default is inspect.Parameter.empty else param.default
-        fields[param.name] = (annotation, default)
+        # Fields get internal names and take the parameter's name as their alias, so that a
+        # parameter may be called `json`, `schema` or `model_config` without clashing with
+        # BaseModel's own attributes.
+        fields[f"p_{param.name}"] = (annotation, Field(default, alias=param.name))
     config = ConfigDict(extra=extra, arbitrary_types_allowed=False)  # type: ignore[typeddict-item]
     return create_model(f"{_camel(name)}Payload", __config__=config, **fields)
 

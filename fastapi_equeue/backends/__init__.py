@@ -24,7 +24,7 @@ def normalise_url(database_url: str) -> URL:
     """``database_url`` with the async driver this package uses, or ``ConfigurationError``."""
     try:
         url = make_url(database_url)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:
         raise ConfigurationError(f"database_url is not a valid URL: {exc}") from None
     driver = _ASYNC_DRIVERS.get(url.drivername)
     if driver is None:

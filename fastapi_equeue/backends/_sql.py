@@ -33,6 +33,9 @@ from fastapi_equeue.backend import (
 from fastapi_equeue.backends._queries import load_migrations, load_queries, migration_script
 from fastapi_equeue.jobs import JobStatus
 
+READ_ONLY = "equeue_read_only"
+"""Execution option set on the connections of read-only statements."""
+
 WORKER_LOST = "WorkerLost: the worker running this attempt stopped sending heartbeats"
 
 
@@ -45,6 +48,8 @@ class SQLBackend(ABC):
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        # Reads go through this view of the engine (same pool) so a dialect can tell them apart.
+        self._reader = engine.execution_options(**{READ_ONLY: True})
         self._q: dict[str, TextClause] = {
             name: text(sql) for name, sql in load_queries(self.dialect).items()
         }
@@ -58,6 +63,10 @@ class SQLBackend(ABC):
     @abstractmethod
     def _time(self, value: datetime) -> Any:
         """A timestamp as this dialect binds it."""
+
+    @abstractmethod
+    def _seconds(self, value: float) -> Any:
+        """A duration in seconds as this dialect's statements take it."""
 
     @abstractmethod
     def _decode(self, row: RowMapping) -> JobRow:
@@ -119,7 +128,7 @@ class SQLBackend(ABC):
 
     async def job_complete_many(self, params: Sequence[JobCompleteParams]) -> set[str]:
         """Write attempt outcomes in one statement; return the ids the fence let through."""
-        payload = json.dumps([self._outcome(p) for p in params], default=str)
+        payload = json.dumps([self._outcome(p) for p in params])
         async with self._engine.begin() as conn:
             result = await conn.execute(self._q["job_complete_many"], self._bind({"rows": payload}))
             written = result.mappings().all()
@@ -180,7 +189,7 @@ class SQLBackend(ABC):
 
     async def job_rescue_stalled(self, stalled_after: float) -> list[JobRow]:
         """Put back (or fail) processing jobs whose worker has been silent for ``stalled_after``."""
-        values = {"stalled_after": stalled_after, "error": WORKER_LOST}
+        values = {"stalled_after": self._seconds(stalled_after), "error": WORKER_LOST}
         async with self._engine.begin() as conn:
             result = await conn.execute(self._q["job_rescue_stalled"], self._bind(values))
             rows = [self._decode(row) for row in result.mappings()]
@@ -262,7 +271,7 @@ class SQLBackend(ABC):
         found dead (after a database restart the pool still holds connections to the old one)."""
         for attempt in (1, 2):
             try:
-                async with self._engine.connect() as conn:
+                async with self._reader.connect() as conn:
                     result = await conn.execute(self._q[name], self._bind(dict(values)))
                     return result.mappings().all()
             except DBAPIError as exc:
@@ -278,13 +287,12 @@ class SQLBackend(ABC):
             "payload": p.payload,
             "priority": p.priority,
             "max_attempts": p.max_attempts,
-            "delay": p.delay,
+            "delay": self._seconds(p.delay),
             "run_at": self._time(p.run_at) if p.run_at is not None else None,
             "idempotency_key": p.idempotency_key,
         }
 
-    @staticmethod
-    def _outcome(p: JobCompleteParams) -> dict[str, Any]:
+    def _outcome(self, p: JobCompleteParams) -> dict[str, Any]:
         error = None
         if p.error is not None:
             error = {
@@ -302,7 +310,7 @@ class SQLBackend(ABC):
             # Encoded here so that a JSON string result survives SQLite's json_extract as JSON.
             "result": json.dumps(p.result) if p.status == "completed" else None,
             "error": error,
-            "retry_delay": p.retry_delay,
+            "retry_delay": self._seconds(p.retry_delay),
         }
 
 

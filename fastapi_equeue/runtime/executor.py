@@ -6,7 +6,6 @@ timeout, a cancellation) into ``JobCompleteParams`` for the completer to write.
 
 import asyncio
 import functools
-import json
 import logging
 import traceback
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from fastapi_equeue.clock import Clock
 from fastapi_equeue.config import MAX_TRACEBACK_CHARS
 from fastapi_equeue.errors import EQueueError
 from fastapi_equeue.retry import delay_for
-from fastapi_equeue.tasks import Task, TaskRegistry
+from fastapi_equeue.tasks import Task, TaskRegistry, encode_json
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +138,7 @@ class Executor:
 
 def _check_json(result: Any) -> None:
     try:
-        json.dumps(result)
+        encode_json(result)
     except (TypeError, ValueError) as exc:
         raise ResultNotSerialisable(
             f"the task returned a {type(result).__name__}, which is not JSON-serialisable: {exc}"

@@ -33,6 +33,9 @@ class PostgresBackend(SQLBackend):
     def _time(self, value: datetime) -> Any:
         return value.isoformat()
 
+    def _seconds(self, value: float) -> Any:
+        return value
+
     def _announce(self, conn: AsyncConnection | None, notification: Notification) -> None:
         # The statements NOTIFY themselves, so every process (this one included) hears it at commit.
         return

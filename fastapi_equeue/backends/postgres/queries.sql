@@ -136,8 +136,9 @@ FROM equeue_jobs
 WHERE (CAST(:status AS text) IS NULL OR status = :status)
   AND (CAST(:job_type AS text) IS NULL OR job_type = :job_type)
   AND (CAST(:queue AS text) IS NULL OR queue = :queue)
-  AND (CAST(:after_created AS timestamptz) IS NULL
-       OR (created_at, id) < (CAST(:after_created AS timestamptz), CAST(:after_id AS uuid)))
+  AND (CAST(:after_created AS text) IS NULL
+       OR (created_at, id) < (CAST(CAST(:after_created AS text) AS timestamptz),
+                              CAST(:after_id AS uuid)))
 ORDER BY created_at DESC, id DESC
 LIMIT :limit;
 

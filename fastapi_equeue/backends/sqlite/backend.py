@@ -1,7 +1,7 @@
 """``SQLiteBackend``: the named queries of ``queries.sql`` run through SQLAlchemy on aiosqlite."""
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from sqlalchemy import RowMapping, event
@@ -10,15 +10,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fastapi_equeue.backend import Capabilities, JobRow, Notification
 from fastapi_equeue.backends._notify import LocalNotifier
-from fastapi_equeue.backends._sql import SQLBackend, decode_errors
+from fastapi_equeue.backends._sql import READ_ONLY, SQLBackend, decode_errors
 from fastapi_equeue.clock import Clock
 from fastapi_equeue.jobs import JobStatus
 
 BUSY_TIMEOUT_MS = 30_000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
 
 
 def configure_engine(engine: AsyncEngine) -> None:
-    """WAL, a busy timeout, and BEGIN IMMEDIATE for every transaction this engine opens.
+    """WAL, a busy timeout, and BEGIN IMMEDIATE for every writing transaction of this engine.
 
     pysqlite's own transaction handling begins lazily and DEFERRED, so a claim could read rows and
     then fail to upgrade to a write lock; taking the lock at BEGIN makes writers wait their turn.
@@ -35,7 +37,10 @@ def configure_engine(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Reads begin DEFERRED: under WAL they never wait for a writer, not even for a host's
+        # long transaction that holds the write lock.
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 class SQLiteBackend(SQLBackend):
@@ -50,11 +55,14 @@ class SQLiteBackend(SQLBackend):
         self._clock = clock
 
     def _bind(self, params: dict[str, Any]) -> dict[str, Any]:
-        params["now"] = self._clock.time()
+        params["now"] = round(self._clock.time() * 1_000_000)
         return params
 
     def _time(self, value: datetime) -> Any:
-        return value.timestamp()
+        return (value - EPOCH) // MICROSECOND
+
+    def _seconds(self, value: float) -> Any:
+        return round(value * 1_000_000)
 
     def _announce(self, conn: AsyncConnection | None, notification: Notification) -> None:
         if conn is None:
@@ -92,9 +100,9 @@ class SQLiteBackend(SQLBackend):
         )
 
 
-def _datetime(value: float) -> datetime:
-    return datetime.fromtimestamp(value, UTC)
+def _datetime(value: int) -> datetime:
+    return EPOCH + timedelta(microseconds=value)
 
 
-def _optional_datetime(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
+def _optional_datetime(value: int | None) -> datetime | None:
+    return None if value is None else EPOCH + timedelta(microseconds=value)

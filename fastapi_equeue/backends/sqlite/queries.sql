@@ -1,6 +1,7 @@
 -- Every runtime statement of the SQLite backend: the same names as postgres/queries.sql.
 -- Format: "-- name: <query>", a one-line description, then the statement.
--- Times are UTC epoch seconds passed in as :now from the queue's clock; JSON is text.
+-- Times are microseconds since the epoch, :now from the queue's clock, durations (:stalled_after,
+-- delays) in microseconds too; JSON is text.
 -- Every transaction of this backend starts with BEGIN IMMEDIATE (see backend.py): it takes the
 -- database's write lock up front, so a claim cannot read rows that another writer then changes,
 -- and writers queue on busy_timeout instead of failing with "database is locked" mid-transaction.
@@ -130,7 +131,7 @@ SET status = CASE WHEN cancel_requested THEN 'cancelled'
         'attempt', attempts,
         'error', :error,
         'traceback', NULL,
-        'at', strftime('%Y-%m-%dT%H:%M:%f+00:00', :now, 'unixepoch'),
+        'at', strftime('%Y-%m-%dT%H:%M:%f+00:00', :now / 1000000.0, 'unixepoch'),
         'worker_id', worker_id)),
     last_error = :error,
     finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts THEN :now END,

@@ -1,5 +1,6 @@
 -- The jobs table, the workers table and the indexes the claim and the look-ups use.
--- Timestamps are UTC seconds since the epoch (REAL): they compare and sort as numbers.
+-- Timestamps are whole microseconds since the Unix epoch (UTC): exact integers, so that a value
+-- read back and bound again (a pagination cursor, say) compares equal to the stored one.
 
 CREATE TABLE equeue_jobs (
     id               TEXT    PRIMARY KEY,
@@ -11,10 +12,10 @@ CREATE TABLE equeue_jobs (
     priority         INTEGER NOT NULL DEFAULT 0,
     attempts         INTEGER NOT NULL DEFAULT 0,
     max_attempts     INTEGER NOT NULL CHECK (max_attempts >= 1),
-    created_at       REAL    NOT NULL,
-    scheduled_at     REAL    NOT NULL,
-    started_at       REAL,
-    finished_at      REAL,
+    created_at       INTEGER NOT NULL,
+    scheduled_at     INTEGER NOT NULL,
+    started_at       INTEGER,
+    finished_at      INTEGER,
     result           TEXT,
     last_error       TEXT,
     errors           TEXT    NOT NULL DEFAULT '[]',
@@ -45,6 +46,6 @@ CREATE TABLE equeue_workers (
     pid          INTEGER NOT NULL,
     queues       TEXT,
     concurrency  INTEGER NOT NULL,
-    started_at   REAL    NOT NULL,
-    last_beat_at REAL    NOT NULL
+    started_at   INTEGER NOT NULL,
+    last_beat_at INTEGER NOT NULL
 );
