@@ -17,7 +17,9 @@ MAX_PRIORITY = 2**31 - 1
 MAX_ATTEMPTS_LIMIT = 1000
 MAX_LIST_LIMIT = 500
 MAX_QUEUE_NAME = 200
+MAX_IDEMPOTENCY_KEY = 255
 MAX_TRACEBACK_CHARS = 8192
+MAX_ERROR_CHARS = 2000
 COMPLETION_BATCH = 100
 MAX_DELAY = 10 * 365 * 86400.0
 """The longest delay (enqueue ``delay``, ``retry_delay``) in seconds: ten years."""

@@ -17,7 +17,7 @@ from anyio import CapacityLimiter
 
 from fastapi_equeue.backend import AttemptError, JobCompleteParams, JobRow
 from fastapi_equeue.clock import Clock
-from fastapi_equeue.config import MAX_TRACEBACK_CHARS
+from fastapi_equeue.config import MAX_ERROR_CHARS, MAX_TRACEBACK_CHARS
 from fastapi_equeue.errors import EQueueError
 from fastapi_equeue.retry import delay_for
 from fastapi_equeue.tasks import Task, TaskRegistry, encode_json
@@ -64,7 +64,13 @@ class Executor:
         """Run one attempt of ``job``; ``stop_reason`` says why, if the runtime cancels it."""
         loop = asyncio.get_running_loop()
         started = loop.time()
-        outcome = await self._outcome(job, stop_reason)
+        try:
+            outcome = await self._outcome(job, stop_reason)
+        except Exception as exc:
+            # A fault of ours rather than the task's: the attempt must still end, or the job
+            # would be handed back and run again forever.
+            logger.exception("could not run job %s; failing it", job.id)
+            outcome = self._failure(job, exc, final=True, task=None)
         return Attempt(job, outcome, loop.time() - started)
 
     async def _outcome(
@@ -120,7 +126,7 @@ class Executor:
     ) -> JobCompleteParams:
         error = AttemptError(
             attempt=job.attempts,
-            error=f"{type(exc).__name__}: {exc}",
+            error=describe(exc),
             traceback=_capped_traceback(exc),
             at=self._clock.now(),
             worker_id=self._worker_id,
@@ -145,8 +151,23 @@ def _check_json(result: Any) -> None:
         ) from None
 
 
+def describe(exc: BaseException) -> str:
+    """``"ExceptionType: message"``, capped, even for an exception whose ``str()`` fails."""
+    try:
+        message = str(exc)
+    except Exception:
+        message = "<the exception's message could not be rendered>"
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[: MAX_ERROR_CHARS - 14] + "...(truncated)"
+    return text
+
+
 def _capped_traceback(exc: BaseException) -> str:
-    text = "".join(traceback.format_exception(exc))
+    try:
+        text = "".join(traceback.format_exception(exc))
+    except Exception:
+        return "<the traceback could not be rendered>"
     if len(text) <= MAX_TRACEBACK_CHARS:
         return text
     # The end of a traceback (the raising frame and the message) is the part worth keeping.

@@ -44,7 +44,10 @@ class Producer:
         self._queues = queues
         self._burst = burst
         self._running: dict[str, asyncio.Task[None]] = {}
-        self._reasons: dict[str, StopReason] = {}
+        # Attempts replaced by a newer attempt of the same job (this worker was declared lost,
+        # the job rescued and claimed here again): cancelled, but running until they notice.
+        self._abandoned: set[asyncio.Task[None]] = set()
+        self._reasons: dict[asyncio.Task[None], StopReason] = {}
         self._wake = asyncio.Event()
         self._claiming = True
         self.claimed_total = 0
@@ -72,9 +75,12 @@ class Producer:
         task = self._running.get(job_id)
         if task is None or task.done():
             return False
-        self._reasons.setdefault(job_id, reason)
-        task.cancel()
+        self._stop(task, reason)
         return True
+
+    def _stop(self, task: asyncio.Task[None], reason: StopReason) -> None:
+        self._reasons.setdefault(task, reason)
+        task.cancel()
 
     def cancel_all(self, reason: StopReason) -> None:
         """Cancel every running attempt for ``reason``."""
@@ -88,7 +94,7 @@ class Producer:
 
     async def wait_running(self, timeout: float | None) -> None:
         """Wait up to ``timeout`` seconds for the running jobs to finish."""
-        tasks = tuple(self._running.values())
+        tasks = (*self._running.values(), *self._abandoned)
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
 
@@ -97,7 +103,7 @@ class Producer:
         failures = 0
         while self._claiming:
             self._wake.clear()
-            free = self._concurrency - len(self._running)
+            free = self._concurrency - self._busy()
             claimed: list[JobRow] = []
             if free > 0:
                 try:
@@ -115,7 +121,7 @@ class Producer:
             if len(claimed) == free and free > 0:
                 # Every slot was filled and more may be due: look again as soon as one frees.
                 await asyncio.sleep(0)
-                if len(self._running) < self._concurrency:
+                if self._busy() < self._concurrency:
                     continue
             await self._sleep()
 
@@ -145,18 +151,29 @@ class Producer:
                     "status": "processing",
                 },
             )
+        previous = self._running.get(job.id)
+        if previous is not None and not previous.done():
+            self._stop(previous, "lost")
+            self._abandoned.add(previous)
         task = asyncio.create_task(self._attempt(job), name=f"equeue-job-{job.id}")
         self._running[job.id] = task
 
     async def _attempt(self, job: JobRow) -> None:
+        this = asyncio.current_task()
+        assert this is not None  # noqa: S101 - always true inside a task
         try:
-            attempt: Attempt = await self._executor.run(job, lambda: self._reasons.get(job.id))
+            attempt: Attempt = await self._executor.run(job, lambda: self._reasons.get(this))
             self._completer.submit(attempt)
         finally:
             # The slot is freed before the wake-up so the producer sees it when it claims.
-            self._running.pop(job.id, None)
-            self._reasons.pop(job.id, None)
+            if self._running.get(job.id) is this:
+                del self._running[job.id]
+            self._abandoned.discard(this)
+            self._reasons.pop(this, None)
             self._wake.set()
+
+    def _busy(self) -> int:
+        return len(self._running) + len(self._abandoned)
 
     async def _sleep(self) -> None:
         timeout = self._poll_interval * random.uniform(0.8, 1.0)
