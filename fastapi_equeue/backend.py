@@ -139,11 +139,14 @@ class WorkerParams:
 
 @dataclass(frozen=True, slots=True)
 class QueueStatsRow:
-    """How many jobs one queue holds in one status."""
+    """How many jobs one queue holds in one status, and how lively it is."""
 
     queue: str
     status: JobStatus
     count: int
+    oldest_due_age: float | None = None
+    """Seconds the oldest job that could run (queued or retrying, due) has waited."""
+    finished_last_minute: int = 0
 
 
 NotificationKind = Literal["available", "cancel", "done"]

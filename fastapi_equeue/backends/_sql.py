@@ -212,7 +212,15 @@ class SQLBackend(ABC):
     async def queue_stats(self) -> list[QueueStatsRow]:
         """Job counts per queue and status."""
         return [
-            QueueStatsRow(queue=row["queue"], status=JobStatus(row["status"]), count=row["count"])
+            QueueStatsRow(
+                queue=row["queue"],
+                status=JobStatus(row["status"]),
+                count=row["count"],
+                oldest_due_age=(
+                    float(row["oldest_due_age"]) if row["oldest_due_age"] is not None else None
+                ),
+                finished_last_minute=int(row["finished_last_minute"] or 0),
+            )
             for row in await self._fetch("queue_stats", {})
         ]
 

@@ -55,7 +55,9 @@ RETURNING j.*;
 -- Write a batch of attempt outcomes (a JSON array) and announce the jobs that ended.
 -- The fence (attempt, worker, status = processing) makes a late, duplicate or zombie write a
 -- no-op: once the rescuer or another worker has moved the job on, this attempt's word is void.
--- "queued" is an attempt interrupted by shutdown: it goes back without counting.
+-- "queued" is an attempt interrupted by shutdown: it goes back without counting. A cancel
+-- requested while the attempt was ending wins over a retry or a put-back; it is read from the
+-- locked row itself (not from a snapshot) so that one landing concurrently is not missed.
 WITH outcome AS (
     SELECT *
     FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS o(
@@ -64,16 +66,20 @@ WITH outcome AS (
 ),
 updated AS (
     UPDATE equeue_jobs AS j
-    SET status = o.status,
-        attempts = CASE WHEN o.status = 'queued' THEN j.attempts - 1 ELSE j.attempts END,
+    SET status = CASE WHEN j.cancel_requested AND o.status IN ('retrying', 'queued')
+                      THEN 'cancelled' ELSE o.status END,
+        attempts = CASE WHEN o.status = 'queued' AND NOT j.cancel_requested
+                        THEN j.attempts - 1 ELSE j.attempts END,
         result = CASE WHEN o.status = 'completed' THEN CAST(o.result AS jsonb) ELSE j.result END,
         errors = CASE WHEN o.error IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(o.error) END,
         last_error = CASE WHEN o.error IS NULL THEN j.last_error ELSE o.error ->> 'error' END,
-        scheduled_at = CASE WHEN o.status = 'retrying'
+        scheduled_at = CASE WHEN o.status = 'retrying' AND NOT j.cancel_requested
                             THEN now() + make_interval(secs => o.retry_delay)
                             ELSE j.scheduled_at END,
-        started_at = CASE WHEN o.status = 'queued' THEN NULL ELSE j.started_at END,
-        finished_at = CASE WHEN o.status IN ('completed', 'failed', 'cancelled') THEN now() END,
+        started_at = CASE WHEN o.status = 'queued' AND NOT j.cancel_requested
+                          THEN NULL ELSE j.started_at END,
+        finished_at = CASE WHEN o.status IN ('completed', 'failed', 'cancelled')
+                                OR j.cancel_requested THEN now() END,
         worker_id = NULL,
         cancel_requested = false
     FROM outcome AS o
@@ -213,8 +219,14 @@ CREATE TABLE IF NOT EXISTS equeue_migrations (
 SELECT 1;
 
 -- name: queue_stats
--- Job counts per queue and status.
-SELECT queue, status, count(*) AS count FROM equeue_jobs GROUP BY queue, status;
+-- Per queue and status: how many jobs, how long the oldest due job has waited (seconds), and
+-- how many finished in the last minute.
+SELECT queue, status, count(*) AS count,
+       extract(epoch FROM now() - min(scheduled_at) FILTER (
+           WHERE status IN ('queued', 'retrying') AND scheduled_at <= now())) AS oldest_due_age,
+       count(*) FILTER (WHERE finished_at > now() - interval '1 minute') AS finished_last_minute
+FROM equeue_jobs
+GROUP BY queue, status;
 
 -- name: worker_deregister
 -- Forget a worker that stopped cleanly.

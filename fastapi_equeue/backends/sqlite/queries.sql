@@ -46,19 +46,23 @@ RETURNING *;
 -- name: job_complete_many
 -- Write a batch of attempt outcomes (a JSON array), fenced on (attempt, worker, processing) so a
 -- late, duplicate or zombie write is a no-op. "queued" puts an interrupted job back uncounted.
+-- A cancel requested while the attempt was ending wins over a retry or a put-back.
 UPDATE equeue_jobs
-SET status = o.status,
-    attempts = CASE WHEN o.status = 'queued' THEN equeue_jobs.attempts - 1
-                    ELSE equeue_jobs.attempts END,
+SET status = CASE WHEN equeue_jobs.cancel_requested AND o.status IN ('retrying', 'queued')
+                  THEN 'cancelled' ELSE o.status END,
+    attempts = CASE WHEN o.status = 'queued' AND NOT equeue_jobs.cancel_requested
+                    THEN equeue_jobs.attempts - 1 ELSE equeue_jobs.attempts END,
     result = CASE WHEN o.status = 'completed' THEN o.result ELSE equeue_jobs.result END,
     errors = CASE WHEN o.error IS NULL THEN equeue_jobs.errors
                   ELSE json_insert(equeue_jobs.errors, '$[#]', json(o.error)) END,
     last_error = CASE WHEN o.error IS NULL THEN equeue_jobs.last_error
                       ELSE json_extract(o.error, '$.error') END,
-    scheduled_at = CASE WHEN o.status = 'retrying' THEN :now + o.retry_delay
-                        ELSE equeue_jobs.scheduled_at END,
-    started_at = CASE WHEN o.status = 'queued' THEN NULL ELSE equeue_jobs.started_at END,
-    finished_at = CASE WHEN o.status IN ('completed', 'failed', 'cancelled') THEN :now END,
+    scheduled_at = CASE WHEN o.status = 'retrying' AND NOT equeue_jobs.cancel_requested
+                        THEN :now + o.retry_delay ELSE equeue_jobs.scheduled_at END,
+    started_at = CASE WHEN o.status = 'queued' AND NOT equeue_jobs.cancel_requested
+                      THEN NULL ELSE equeue_jobs.started_at END,
+    finished_at = CASE WHEN o.status IN ('completed', 'failed', 'cancelled')
+                            OR equeue_jobs.cancel_requested THEN :now END,
     worker_id = NULL,
     cancel_requested = 0
 FROM (
@@ -172,8 +176,14 @@ CREATE TABLE IF NOT EXISTS equeue_migrations (
 );
 
 -- name: queue_stats
--- Job counts per queue and status.
-SELECT queue, status, count(*) AS count FROM equeue_jobs GROUP BY queue, status;
+-- Per queue and status: how many jobs, how long the oldest due job has waited (seconds), and
+-- how many finished in the last minute.
+SELECT queue, status, count(*) AS count,
+       (:now - min(CASE WHEN status IN ('queued', 'retrying') AND scheduled_at <= :now
+                        THEN scheduled_at END)) / 1000000.0 AS oldest_due_age,
+       sum(CASE WHEN finished_at > :now - 60000000 THEN 1 ELSE 0 END) AS finished_last_minute
+FROM equeue_jobs
+GROUP BY queue, status;
 
 -- name: worker_deregister
 -- Forget a worker that stopped cleanly.
