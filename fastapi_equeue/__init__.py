@@ -2,7 +2,7 @@
 
 from fastapi_equeue.api.dependencies import get_queue
 from fastapi_equeue.api.router import router
-from fastapi_equeue.client import QueueClient
+from fastapi_equeue.client import QueueClient, Submission
 from fastapi_equeue.errors import (
     ConfigurationError,
     EQueueError,
@@ -12,9 +12,10 @@ from fastapi_equeue.errors import (
     InvalidTransition,
     JobNotFound,
     PayloadTooLarge,
+    RateLimited,
     UnknownJobType,
 )
-from fastapi_equeue.jobs import Job, JobError, JobStatus, Page
+from fastapi_equeue.jobs import Job, JobError, JobStatus, Page, QueueStats
 from fastapi_equeue.queue import EQueue
 from fastapi_equeue.tasks import Task
 
@@ -35,6 +36,9 @@ __all__ = [
     "Page",
     "PayloadTooLarge",
     "QueueClient",
+    "QueueStats",
+    "RateLimited",
+    "Submission",
     "Task",
     "UnknownJobType",
     "__version__",

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ from fastapi_equeue.backend import Backend, JobInsertParams, JobListParams, JobR
 from fastapi_equeue.config import (
     MAX_ATTEMPTS_LIMIT,
     MAX_DELAY,
+    MAX_IDEMPOTENCY_KEY,
     MAX_LIST_LIMIT,
     MAX_PRIORITY,
     Config,
@@ -37,6 +39,7 @@ from fastapi_equeue.jobs import (
     JobError,
     JobStatus,
     Page,
+    QueueStats,
     decode_cursor,
     encode_cursor,
     new_job_id,
@@ -46,10 +49,17 @@ from fastapi_equeue.tasks import TaskRegistry, payload_size
 
 logger = logging.getLogger(__name__)
 
-MAX_IDEMPOTENCY_KEY = 255
 _ENQUEUE_OPTIONS = frozenset(
     {"queue", "priority", "delay", "run_at", "max_attempts", "idempotency_key"}
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """What ``QueueClient.submit`` did: the job, and whether this call created it."""
+
+    job: Job
+    created: bool
 
 
 class QueueClient:
@@ -104,8 +114,26 @@ class QueueClient:
             "max_attempts": max_attempts,
             "idempotency_key": idempotency_key,
         }
-        (job,) = await self._insert([self._params(job_type, payload, options)], session)
-        return job
+        return (await self.submit(job_type, payload, session=session, **options)).job
+
+    async def submit(
+        self,
+        job_type: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        session: AsyncSession | AsyncConnection | None = None,
+        **options: Any,
+    ) -> "Submission":
+        """``enqueue``, also telling whether the job is new or an idempotent repeat.
+
+        Takes ``enqueue``'s keyword options; ``Submission.created`` is ``False`` when an
+        ``idempotency_key`` returned the job that already held it.
+        """
+        unknown = set(options) - _ENQUEUE_OPTIONS
+        if unknown:
+            raise InvalidOption(sorted(unknown)[0], "is not an enqueue option")
+        ((job, created),) = await self._insert([self._params(job_type, payload, options)], session)
+        return Submission(job=job, created=created)
 
     async def enqueue_many(
         self,
@@ -129,7 +157,7 @@ class QueueClient:
             params.append(self._params(item["job_type"], item.get("payload"), options))
         if not params:
             return []
-        return await self._insert(params, session)
+        return [job for job, _ in await self._insert(params, session)]
 
     async def get(self, job_id: str) -> Job | None:
         """The job with this id, or ``None`` (also for an id that cannot be one of ours)."""
@@ -216,6 +244,25 @@ class QueueClient:
         )
         return Page(items=items, next_cursor=next_cursor)
 
+    async def stats(self) -> QueueStats:
+        """Counts per status and queue, the oldest waiting job's age, and recent outcomes."""
+        rows = await self._backend.queue_stats()
+        counts = dict.fromkeys(JobStatus, 0)
+        queues: dict[str, dict[JobStatus, int]] = {}
+        ages = [row.oldest_due_age for row in rows if row.oldest_due_age is not None]
+        recent = dict.fromkeys(JobStatus, 0)
+        for row in rows:
+            counts[row.status] += row.count
+            queues.setdefault(row.queue, {})[row.status] = row.count
+            recent[row.status] += row.finished_last_minute
+        return QueueStats(
+            counts=counts,
+            queues=queues,
+            oldest_queued_age=max(0.0, max(ages)) if ages else None,
+            completed_last_minute=recent[JobStatus.COMPLETED],
+            failed_last_minute=recent[JobStatus.FAILED],
+        )
+
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """Return the job once it is ``completed``, ``failed`` or ``cancelled``.
 
@@ -279,7 +326,7 @@ class QueueClient:
         self,
         params: Sequence[JobInsertParams],
         session: AsyncSession | AsyncConnection | None,
-    ) -> builtins.list[Job]:
+    ) -> builtins.list[tuple[Job, bool]]:
         conn = await _connection(session)
         rows = {row.id: row for row in await self._backend.job_insert_many(params, conn=conn)}
         keys = [p.idempotency_key for p in params if p.id not in rows and p.idempotency_key]
@@ -296,7 +343,7 @@ class QueueClient:
                 raise JobNotFound(p.id)
             if row.id == p.id:
                 _log_queued(row)
-            jobs.append(to_job(row))
+            jobs.append((to_job(row), row.id == p.id))
         return jobs
 
     async def _row(self, job_id: str) -> JobRow | None:

@@ -65,3 +65,11 @@ class InvalidOption(EQueueError, ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"invalid {field}: {message}")
         self.field = field
+
+
+class RateLimited(EQueueError):
+    """Too many submissions from one client; ``retry_after`` is in whole seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many job submissions; retry after {retry_after}s")
+        self.retry_after = retry_after

@@ -77,6 +77,19 @@ class Page(BaseModel):
     next_cursor: str | None
 
 
+class QueueStats(BaseModel):
+    """A snapshot of the queue: ``GET /jobs/stats`` and ``QueueClient.stats()``."""
+
+    counts: dict[JobStatus, int]
+    """Jobs per status, every status present."""
+    queues: dict[str, dict[JobStatus, int]]
+    """Jobs per queue and status (statuses with no job left out)."""
+    oldest_queued_age: float | None
+    """Seconds the oldest job that could run now has waited; ``None`` when none waits."""
+    completed_last_minute: int
+    failed_last_minute: int
+
+
 def new_job_id() -> str:
     """A fresh id: a UUIDv7, so ids sort by creation time and index inserts stay local."""
     unix_ms = time.time_ns() // 1_000_000

@@ -8,6 +8,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from types import TracebackType
 from typing import Any, ParamSpec, Self, TypeVar, overload
 
+from fastapi_equeue.api.mounting import prepare_app
+from fastapi_equeue.api.ratelimit import RateLimitKey, SubmitLimiter
 from fastapi_equeue.backend import Backend
 from fastapi_equeue.backends import open_backend
 from fastapi_equeue.client import QueueClient
@@ -55,6 +57,10 @@ class EQueue:
         shutdown_grace: seconds running jobs may finish on shutdown before being put back.
         max_payload_bytes: the largest payload (JSON, UTF-8) accepted.
         auto_migrate: apply the schema on start.
+        rate_limit: at most this many ``POST /jobs`` per client, e.g. ``"10/second"`` or
+            ``"100 per minute"`` (``None``: no limit); over it the API answers 429.
+        rate_limit_key: who a submission counts against (a function of the request, sync or
+            async); by default the client's address.
     """
 
     def __init__(
@@ -69,6 +75,8 @@ class EQueue:
         shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         auto_migrate: bool = True,
+        rate_limit: str | None = None,
+        rate_limit_key: RateLimitKey | None = None,
         clock: Clock | None = None,
     ) -> None:
         if isinstance(queues, str):
@@ -85,6 +93,7 @@ class EQueue:
             auto_migrate=auto_migrate,
         )
         self.registry = TaskRegistry()
+        self.submit_limiter = SubmitLimiter(rate_limit, rate_limit_key) if rate_limit else None
         self._clock = clock or SystemClock()
         self._backend: Backend | None = None
         self._client: QueueClient | None = None
@@ -199,6 +208,7 @@ class EQueue:
         as ``async with queue.lifespan(app): yield``. Puts the queue on ``app.state.equeue``."""
         async with self:
             app.state.equeue = self
+            prepare_app(app, self.registry)
             try:
                 yield
             finally:

@@ -1,9 +1,29 @@
 """``get_queue``: the FastAPI dependency that hands an endpoint the app's ``QueueClient``."""
 
+from typing import TYPE_CHECKING
+
 from starlette.requests import HTTPConnection
 
 from fastapi_equeue.client import QueueClient
 from fastapi_equeue.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from fastapi_equeue.queue import EQueue
+
+
+def get_equeue(connection: HTTPConnection) -> "EQueue":
+    """The ``EQueue`` whose lifespan runs this app.
+
+    Raises:
+        ConfigurationError: the app was not started with ``queue.lifespan``.
+    """
+    queue = getattr(connection.app.state, "equeue", None)
+    if queue is None:
+        raise ConfigurationError(
+            "no queue on this app: create it with FastAPI(lifespan=queue.lifespan) or nest "
+            "`async with queue.lifespan(app):` in your own lifespan"
+        )
+    return queue  # type: ignore[no-any-return]
 
 
 def get_queue(connection: HTTPConnection) -> QueueClient:
@@ -15,11 +35,4 @@ def get_queue(connection: HTTPConnection) -> QueueClient:
     Raises:
         ConfigurationError: the app was not started with ``queue.lifespan``.
     """
-    queue = getattr(connection.app.state, "equeue", None)
-    if queue is None:
-        raise ConfigurationError(
-            "no queue on this app: create it with FastAPI(lifespan=queue.lifespan) or nest "
-            "`async with queue.lifespan(app):` in your own lifespan"
-        )
-    client: QueueClient = queue.client
-    return client
+    return get_equeue(connection).client
