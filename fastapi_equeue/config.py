@@ -20,6 +20,8 @@ MAX_QUEUE_NAME = 200
 MAX_IDEMPOTENCY_KEY = 255
 MAX_TRACEBACK_CHARS = 8192
 MAX_ERROR_CHARS = 2000
+MAX_PAYLOAD_DEPTH = 64
+"""Deeper payloads are refused: databases' JSON parsers have nesting limits of their own."""
 COMPLETION_BATCH = 100
 MAX_DELAY = 10 * 365 * 86400.0
 """The longest delay (enqueue ``delay``, ``retry_delay``) in seconds: ten years."""

@@ -19,6 +19,7 @@ from fastapi_equeue.config import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_QUEUE,
     MAX_ATTEMPTS_LIMIT,
+    MAX_PAYLOAD_DEPTH,
     MAX_PRIORITY,
     check_queue_name,
 )
@@ -61,6 +62,10 @@ class Task(Generic[P, R]):
             payload = {}
         if not isinstance(payload, Mapping):
             raise InvalidPayload(self.name, "the payload must be a JSON object", [])
+        if _depth(payload) > MAX_PAYLOAD_DEPTH:
+            raise InvalidPayload(
+                self.name, f"the payload is nested deeper than {MAX_PAYLOAD_DEPTH} levels", []
+            )
         try:
             model = self.payload_model.model_validate(payload)
         except ValidationError as exc:
@@ -117,6 +122,21 @@ class TaskRegistry:
 
     def __len__(self) -> int:
         return len(self._tasks)
+
+
+def _depth(value: Any, limit: int = MAX_PAYLOAD_DEPTH + 1) -> int:
+    """How deeply ``value`` nests (stops counting past ``limit``), without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, Mapping | list | tuple):
+            deepest = max(deepest, level)
+            if level > limit:
+                return level
+            children = item.values() if isinstance(item, Mapping) else item
+            stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def encode_json(value: Any) -> str:

@@ -10,10 +10,10 @@ from typing import Any
 
 from fastapi import Request, Response
 from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from fastapi_equeue.api.body import InvalidBody
 from fastapi_equeue.errors import (
@@ -29,6 +29,9 @@ from fastapi_equeue.errors import (
 )
 
 logger = logging.getLogger(__name__)
+
+# What a database that is down, restarting or overloaded raises: the request may succeed later.
+UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout, OSError)
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
@@ -98,9 +101,7 @@ class EQueueRoute(APIRoute):
                 return await handler(request)
             except EQueueError as exc:
                 return error_response(exc)
-            except RequestValidationError:
-                raise
-            except (SQLAlchemyError, OSError) as exc:
+            except UNAVAILABLE as exc:
                 logger.warning("jobs API: the database is unavailable (%s)", type(exc).__name__)
                 return JSONResponse(
                     {"detail": "the job database is unavailable; try again shortly"},
