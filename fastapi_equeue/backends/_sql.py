@@ -48,13 +48,19 @@ class SQLBackend(ABC):
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        # Reads go through this view of the engine (same pool) so a dialect can tell them apart.
-        self._reader = engine.execution_options(**{READ_ONLY: True})
+        # Views of the engine (one pool): statements that stand alone, and reads. A dialect may
+        # run them differently (PostgreSQL in autocommit: one round trip instead of three).
+        self._statements = self._statement_engine(engine)
+        self._reader = self._statements.execution_options(**{READ_ONLY: True})
         self._q: dict[str, TextClause] = {
             name: text(sql) for name, sql in load_queries(self.dialect).items()
         }
 
     # -- what a dialect provides ---------------------------------------------------------------
+
+    def _statement_engine(self, engine: AsyncEngine) -> AsyncEngine:
+        """The engine view for single statements that need no transaction around them."""
+        return engine
 
     @abstractmethod
     def _bind(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -129,7 +135,7 @@ class SQLBackend(ABC):
     async def job_complete_many(self, params: Sequence[JobCompleteParams]) -> set[str]:
         """Write attempt outcomes in one statement; return the ids the fence let through."""
         payload = json.dumps([self._outcome(p) for p in params])
-        async with self._engine.begin() as conn:
+        async with self._statements.begin() as conn:
             result = await conn.execute(self._q["job_complete_many"], self._bind({"rows": payload}))
             written = result.mappings().all()
         ids = {str(row["id"]) for row in written}
@@ -190,7 +196,7 @@ class SQLBackend(ABC):
     async def job_rescue_stalled(self, stalled_after: float) -> list[JobRow]:
         """Put back (or fail) processing jobs whose worker has been silent for ``stalled_after``."""
         values = {"stalled_after": self._seconds(stalled_after), "error": WORKER_LOST}
-        async with self._engine.begin() as conn:
+        async with self._statements.begin() as conn:
             result = await conn.execute(self._q["job_rescue_stalled"], self._bind(values))
             rows = [self._decode(row) for row in result.mappings()]
             await conn.execute(self._q["worker_forget"], self._bind(values))
@@ -228,12 +234,12 @@ class SQLBackend(ABC):
 
     async def worker_deregister(self, worker_id: str) -> None:
         """Remove a worker that stopped cleanly."""
-        async with self._engine.begin() as conn:
+        async with self._statements.begin() as conn:
             await conn.execute(self._q["worker_deregister"], self._bind({"id": worker_id}))
 
     async def worker_heartbeat(self, worker_id: str) -> bool:
         """Prove the worker alive; ``False`` if its row is gone."""
-        async with self._engine.begin() as conn:
+        async with self._statements.begin() as conn:
             result = await conn.execute(self._q["worker_heartbeat"], self._bind({"id": worker_id}))
             return result.first() is not None
 
@@ -246,7 +252,7 @@ class SQLBackend(ABC):
             "concurrency": params.concurrency,
             "queues": json.dumps(list(params.queues)) if params.queues is not None else None,
         }
-        async with self._engine.begin() as conn:
+        async with self._statements.begin() as conn:
             await conn.execute(self._q["worker_register"], self._bind(values))
 
     # -- plumbing --------------------------------------------------------------------------------
@@ -256,7 +262,7 @@ class SQLBackend(ABC):
         if conn is not None:
             yield conn
             return
-        async with self._engine.begin() as own:
+        async with self._statements.begin() as own:
             yield own
 
     async def _write(

@@ -18,6 +18,9 @@ from fastapi_equeue.runtime.executor import Attempt, Executor, StopReason
 logger = logging.getLogger(__name__)
 
 MAX_BACKOFF = 10.0
+# A claim costs a round trip whether it brings one job or fifty. While jobs run, the producer
+# waits up to this long for half its slots to be free before claiming for fewer.
+GATHER_WINDOW = 0.002
 
 
 class Producer:
@@ -43,6 +46,7 @@ class Producer:
         self._concurrency = concurrency
         self._queues = queues
         self._burst = burst
+        self._batch = max(1, concurrency // 2)
         self._running: dict[str, asyncio.Task[None]] = {}
         # Attempts replaced by a newer attempt of the same job (this worker was declared lost,
         # the job rescued and claimed here again): cancelled, but running until they notice.
@@ -104,6 +108,8 @@ class Producer:
         while self._claiming:
             self._wake.clear()
             free = self._concurrency - self._busy()
+            if 0 < free < self._batch and self._busy():
+                free = await self._gather_slots()
             claimed: list[JobRow] = []
             if free > 0:
                 try:
@@ -171,6 +177,20 @@ class Producer:
             self._abandoned.discard(this)
             self._reasons.pop(this, None)
             self._wake.set()
+
+    async def _gather_slots(self) -> int:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + GATHER_WINDOW
+        free = self._concurrency - self._busy()
+        while free < self._batch and self._busy() and self._claiming:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), remaining)
+            free = self._concurrency - self._busy()
+        return free
 
     def _busy(self) -> int:
         return len(self._running) + len(self._abandoned)
