@@ -11,7 +11,7 @@ import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -49,6 +49,9 @@ from fastapi_equeue.tasks import TaskRegistry, payload_size
 
 logger = logging.getLogger(__name__)
 
+# Every stored time must read back as a Python datetime, in every time zone.
+EARLIEST_RUN_AT = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_RUN_AT = datetime(9000, 1, 1, tzinfo=UTC)
 _ENQUEUE_OPTIONS = frozenset(
     {"queue", "priority", "delay", "run_at", "max_attempts", "idempotency_key"}
 )
@@ -465,6 +468,12 @@ def _run_at(value: Any) -> datetime | None:
         return None
     if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
         raise InvalidOption("run_at", "must be a timezone-aware datetime")
+    try:
+        in_range = EARLIEST_RUN_AT <= value <= LATEST_RUN_AT
+    except OverflowError:
+        in_range = False
+    if not in_range:
+        raise InvalidOption("run_at", "must be between 1970 and 9000 (UTC)")
     return value
 
 

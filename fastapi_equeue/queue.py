@@ -93,7 +93,9 @@ class EQueue:
             auto_migrate=auto_migrate,
         )
         self.registry = TaskRegistry()
-        self.submit_limiter = SubmitLimiter(rate_limit, rate_limit_key) if rate_limit else None
+        self.submit_limiter = (
+            SubmitLimiter(rate_limit, rate_limit_key) if rate_limit is not None else None
+        )
         self._clock = clock or SystemClock()
         self._backend: Backend | None = None
         self._client: QueueClient | None = None

@@ -12,7 +12,7 @@ from fastapi import Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from fastapi_equeue.api.body import InvalidBody
@@ -101,7 +101,9 @@ class EQueueRoute(APIRoute):
                 return await handler(request)
             except EQueueError as exc:
                 return error_response(exc)
-            except UNAVAILABLE as exc:
+            except (DBAPIError, *UNAVAILABLE) as exc:
+                if not is_unavailable(exc):
+                    raise
                 logger.warning("jobs API: the database is unavailable (%s)", type(exc).__name__)
                 return JSONResponse(
                     {"detail": "the job database is unavailable; try again shortly"},
@@ -110,3 +112,18 @@ class EQueueRoute(APIRoute):
                 )
 
         return handle
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot serve now (down, restarting, full, refusing),
+    as opposed to a statement it refused: the request may well succeed later."""
+    if isinstance(exc, UNAVAILABLE):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    sqlstate = str(getattr(exc.orig, "sqlstate", "") or "")
+    # 08: connection exceptions; 53: insufficient resources (too many connections); 57P: the
+    # server is shutting down or starting up; 55000: the database does not allow connections.
+    return sqlstate.startswith(("08", "53", "57P")) or sqlstate == "55000"

@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from fastapi import Request
-from limits import parse
+from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
@@ -27,15 +27,11 @@ def client_address(request: Request) -> str:
 
 
 class SubmitLimiter:
-    """``rate`` submissions (``"10/second"``, ``"100 per minute"``...) per key."""
+    """At most ``rate`` submissions per key: ``"10/second"``, ``"100 per minute"``, or several
+    limits at once, ``"5/second;100/hour"``."""
 
     def __init__(self, rate: str, key: RateLimitKey | None = None) -> None:
-        try:
-            self._item = parse(rate)
-        except ValueError:
-            raise ConfigurationError(
-                f"rate_limit must look like '10/second' or '100 per minute', got {rate!r}"
-            ) from None
+        self._items = _parse(rate)
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
         self._key = key or client_address
 
@@ -44,7 +40,26 @@ class SubmitLimiter:
         key = self._key(request)
         if inspect.isawaitable(key):
             key = await key
-        if await self._limiter.hit(self._item, _NAMESPACE, str(key)):
-            return
-        stats = await self._limiter.get_window_stats(self._item, _NAMESPACE, str(key))
-        raise RateLimited(max(1, math.ceil(stats.reset_time - time.time())))
+        key = str(key)
+        for item in self._items:
+            if not await self._limiter.test(item, _NAMESPACE, key):
+                stats = await self._limiter.get_window_stats(item, _NAMESPACE, key)
+                raise RateLimited(max(1, math.ceil(stats.reset_time - time.time())))
+        for item in self._items:
+            await self._limiter.hit(item, _NAMESPACE, key)
+
+
+def _parse(rate: object) -> list[RateLimitItem]:
+    message = (
+        "rate_limit must look like '10/second', '100 per minute' or '5/second;100/hour' "
+        f"(amounts of at least 1), got {rate!r}"
+    )
+    if not isinstance(rate, str) or not rate.strip():
+        raise ConfigurationError(message)
+    try:
+        items = parse_many(rate)
+    except ValueError:
+        raise ConfigurationError(message) from None
+    if not items or any(item.amount < 1 for item in items):
+        raise ConfigurationError(message)
+    return items

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from fastapi_equeue.config import (
     MAX_ATTEMPTS_LIMIT,
@@ -25,6 +25,14 @@ class JobOptions(BaseModel):
     run_at: AwareDatetime | None = None
     max_attempts: int | None = Field(None, ge=1, le=MAX_ATTEMPTS_LIMIT)
     idempotency_key: str | None = Field(None, min_length=1, max_length=MAX_IDEMPOTENCY_KEY)
+
+    @field_validator("run_at", mode="before")
+    @classmethod
+    def _run_at_is_text(cls, value: object) -> object:
+        # A bare number would be read as a Unix time: almost certainly a mistake in an API.
+        if value is not None and not isinstance(value, str):
+            raise ValueError("run_at must be an ISO 8601 date-time with a timezone")
+        return value
 
 
 class JobCreate(JobOptions):
