@@ -47,8 +47,9 @@ app.include_router(equeue.router, dependencies=[Depends(api_key)])
 class SignupIn(BaseModel):
     """A new user."""
 
-    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=320)
-    name: str = Field(min_length=1, max_length=200)
+    email: str = Field(pattern=r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$", max_length=320)
+    # Short enough for "Welcome, {name}!" to fit the outbox's subject column.
+    name: str = Field(min_length=1, max_length=180, pattern=r"^[^\x00]+$")
 
 
 class SignupOut(BaseModel):

@@ -235,8 +235,8 @@ class QueueClient:
             JobListParams(
                 limit=limit + 1,
                 status=status_value,
-                job_type=job_type,
-                queue=queue,
+                job_type=_filter("job_type", job_type),
+                queue=_filter("queue", queue),
                 after=after,
             )
         )
@@ -419,9 +419,23 @@ def _require_id(job_id: str) -> str:
     return canonical
 
 
+def _nul(value: str) -> bool:
+    return "\x00" in value
+
+
+def _filter(name: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > 200 or _nul(value):
+        raise InvalidOption(
+            name, "must be a non-empty string of at most 200 chars, and no NUL", location="query"
+        )
+    return value
+
+
 def _limit(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIST_LIMIT:
-        raise InvalidOption("limit", f"must be an integer in 1..{MAX_LIST_LIMIT}")
+        raise InvalidOption("limit", f"must be an integer in 1..{MAX_LIST_LIMIT}", location="query")
     return value
 
 
@@ -474,14 +488,16 @@ def _run_at(value: Any) -> datetime | None:
         in_range = False
     if not in_range:
         raise InvalidOption("run_at", "must be between 1970 and 9000 (UTC)")
-    return value
+    # In UTC: some offsets Python accepts (over 15:59) are beyond what PostgreSQL takes.
+    return value.astimezone(UTC)
 
 
 def _idempotency_key(value: Any) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not value or len(value) > MAX_IDEMPOTENCY_KEY:
+    if not isinstance(value, str) or not value or len(value) > MAX_IDEMPOTENCY_KEY or _nul(value):
         raise InvalidOption(
-            "idempotency_key", f"must be a non-empty string of at most {MAX_IDEMPOTENCY_KEY} chars"
+            "idempotency_key",
+            f"must be a non-empty string of at most {MAX_IDEMPOTENCY_KEY} chars, and no NUL",
         )
     return value

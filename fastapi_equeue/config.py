@@ -76,10 +76,10 @@ class Config:
 
 def check_queue_name(queue: object) -> str:
     """``queue`` if it is a usable queue name, else ``ConfigurationError``."""
-    if not isinstance(queue, str) or not queue or len(queue) > MAX_QUEUE_NAME:
+    if not isinstance(queue, str) or not queue or len(queue) > MAX_QUEUE_NAME or "\x00" in queue:
         raise ConfigurationError(
-            f"a queue name must be a non-empty string of at most {MAX_QUEUE_NAME} characters, "
-            f"got {queue!r}"
+            f"a queue name must be a non-empty string of at most {MAX_QUEUE_NAME} characters "
+            f"and no NUL, got {queue!r}"
         )
     return queue
 

@@ -62,9 +62,11 @@ class InvalidCursor(EQueueError, ValueError):
 class InvalidOption(EQueueError, ValueError):
     """An enqueue or list option is out of range or of the wrong type; ``field`` names it."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, *, location: str = "body") -> None:
         super().__init__(f"invalid {field}: {message}")
         self.field = field
+        self.location = location
+        """Where an HTTP request carries the option: ``body`` or ``query``."""
 
 
 class RateLimited(EQueueError):

@@ -62,10 +62,9 @@ class Task(Generic[P, R]):
             payload = {}
         if not isinstance(payload, Mapping):
             raise InvalidPayload(self.name, "the payload must be a JSON object", [])
-        if _depth(payload) > MAX_PAYLOAD_DEPTH:
-            raise InvalidPayload(
-                self.name, f"the payload is nested deeper than {MAX_PAYLOAD_DEPTH} levels", []
-            )
+        problem = _structure_problem(payload)
+        if problem:
+            raise InvalidPayload(self.name, problem, [])
         try:
             model = self.payload_model.model_validate(payload)
         except ValidationError as exc:
@@ -74,7 +73,7 @@ class Task(Generic[P, R]):
         if model.model_extra:
             dumped.update(model.model_extra)
         try:
-            encode_json(dumped)
+            encode_json(dumped).encode()
         except (TypeError, ValueError) as exc:
             raise InvalidPayload(self.name, f"the payload is not JSON: {exc}", []) from None
         return dumped
@@ -124,19 +123,25 @@ class TaskRegistry:
         return len(self._tasks)
 
 
-def _depth(value: Any, limit: int = MAX_PAYLOAD_DEPTH + 1) -> int:
-    """How deeply ``value`` nests (stops counting past ``limit``), without recursion."""
-    deepest = 0
+def _structure_problem(value: Any) -> str | None:
+    """What makes ``value`` unstorable in every backend, or ``None``: nesting deeper than
+    ``MAX_PAYLOAD_DEPTH`` (database JSON parsers have limits of their own) or a NUL character
+    (PostgreSQL refuses it in text and JSON; SQLite's JSON functions cut strings at it)."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, level = stack.pop()
-        if isinstance(item, Mapping | list | tuple):
-            deepest = max(deepest, level)
-            if level > limit:
-                return level
-            children = item.values() if isinstance(item, Mapping) else item
-            stack.extend((child, level + 1) for child in children)
-    return deepest
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "the payload contains a NUL character"
+        elif isinstance(item, Mapping | list | tuple):
+            if level > MAX_PAYLOAD_DEPTH:
+                return f"the payload is nested deeper than {MAX_PAYLOAD_DEPTH} levels"
+            if isinstance(item, Mapping):
+                stack.extend((key, level) for key in item)
+                stack.extend((child, level + 1) for child in item.values())
+            else:
+                stack.extend((child, level + 1) for child in item)
+    return None
 
 
 def encode_json(value: Any) -> str:

@@ -77,7 +77,7 @@ def error_response(exc: EQueueError) -> JSONResponse:
     elif isinstance(exc, InvalidBody):
         body["detail"] = [{"loc": ["body"], "msg": str(exc), "type": "json_invalid"}]
     elif isinstance(exc, InvalidOption | InvalidCursor):
-        where = ["query", "cursor"] if isinstance(exc, InvalidCursor) else ["body", exc.field]
+        where = ["query", "cursor"] if isinstance(exc, InvalidCursor) else [exc.location, exc.field]
         body["detail"] = [{"loc": where, "msg": str(exc), "type": "value_error"}]
     if status == 500:
         logger.error("jobs API error: %s", exc)
