@@ -11,7 +11,7 @@ turns that into an error.
 import asyncio
 import os
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -64,12 +64,14 @@ def _blocking(coro: Coroutine[Any, Any, None]) -> None:
         pool.submit(asyncio.run, coro).result()
 
 
-def _dsn(url: str) -> str:
+def pg_dsn(url: str) -> str:
+    """A SQLAlchemy PostgreSQL URL as a DSN that asyncpg takes."""
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-async def _admin(url: str, statement: str) -> None:
-    conn = await asyncpg.connect(_dsn(url), timeout=5)
+async def admin(url: str, statement: str) -> None:
+    """Run one statement (CREATE/DROP DATABASE, TRUNCATE) on its own connection to ``url``."""
+    conn = await asyncpg.connect(pg_dsn(url), timeout=5)
     try:
         await conn.execute(statement)
     finally:
@@ -82,7 +84,7 @@ def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
     admin_url = os.environ.get("EQUEUE_TEST_DATABASE_URL", DEFAULT_ADMIN_URL)
     name = f"equeue_test_{uuid.uuid4().hex[:12]}"
     try:
-        _blocking(_admin(admin_url, f'CREATE DATABASE "{name}"'))
+        _blocking(admin(admin_url, f'CREATE DATABASE "{name}"'))
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         message = f"PostgreSQL is unreachable at {make_url(admin_url)!r}: {exc}"
         if request.config.getoption("--require-postgres"):
@@ -90,11 +92,11 @@ def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
         pytest.skip(message)
     url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     yield url
-    _blocking(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    _blocking(admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 async def _empty_postgres(url: str) -> None:
-    conn = await asyncpg.connect(_dsn(url), timeout=5)
+    conn = await asyncpg.connect(pg_dsn(url), timeout=5)
     try:
         exists = await conn.fetchval("SELECT to_regclass('equeue_jobs') IS NOT NULL")
         if exists:
@@ -117,6 +119,30 @@ def database_url(backend_name: str, tmp_path: Path, request: pytest.FixtureReque
     url: str = request.getfixturevalue("postgres_url")
     _blocking(_empty_postgres(url))
     return url
+
+
+@pytest.fixture
+async def new_database(
+    backend_name: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Callable[[str], Awaitable[str]]]:
+    """Make more empty databases of the backend under test: ``await new_database("label")``.
+
+    They are dropped (PostgreSQL) or left in ``tmp_path`` (SQLite) when the test ends.
+    """
+    created: list[str] = []
+    server_url = request.getfixturevalue("postgres_url") if backend_name == "postgres" else ""
+
+    async def make(label: str) -> str:
+        if backend_name == "sqlite":
+            return f"sqlite+aiosqlite:///{tmp_path / f'{label}-{uuid.uuid4().hex[:8]}.db'}"
+        name = f"equeue_{label}_{uuid.uuid4().hex[:12]}"
+        await admin(server_url, f'CREATE DATABASE "{name}"')
+        created.append(name)
+        return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+    yield make
+    for name in created:
+        await admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -31,6 +30,7 @@ from sqlalchemy.engine import make_url
 import fastapi_equeue as equeue
 from fastapi_equeue import EQueue
 from fastapi_equeue.testing import eventually
+from tests.conftest import admin
 
 UNKNOWN_ID = "01a20f0e-dcf2-73b7-97b7-c956684f8f5c"
 """A well-formed id that no job has."""
@@ -213,18 +213,6 @@ async def _no_aiosqlite_threads() -> bool:
     return not any("_connection_worker_thread" in t.name for t in threading.enumerate())
 
 
-def _dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-async def _admin(url: str, statement: str) -> None:
-    conn = await asyncpg.connect(_dsn(url), timeout=5)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture
 async def outage_database(
     backend_name: str, tmp_path: Path, request: pytest.FixtureRequest
@@ -254,8 +242,8 @@ async def outage_database(
 
     server_url = make_url(request.getfixturevalue("postgres_url"))
     name = f"equeue_outage_{uuid.uuid4().hex[:12]}"
-    admin = server_url.render_as_string(hide_password=False)
-    await _admin(admin, f'CREATE DATABASE "{name}"')
+    server = server_url.render_as_string(hide_password=False)
+    await admin(server, f'CREATE DATABASE "{name}"')
     proxy = TcpProxy(server_url.host or "127.0.0.1", server_url.port or 5432)
     port = await proxy.start()
 
@@ -267,4 +255,4 @@ async def outage_database(
         yield OutageDatabase(url.render_as_string(hide_password=False), stop_proxy)
     finally:
         await proxy.stop()
-        await _admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

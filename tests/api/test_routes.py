@@ -23,6 +23,7 @@ from tests.api.conftest import (
     http_client,
     mount,
 )
+from tests.conftest import pg_dsn
 
 # Ids that are no job's: unknown, malformed, very long, odd unicode, NUL, path tricks (as sent,
 # percent-encoded where the path needs it).
@@ -964,7 +965,7 @@ async def test_a_database_refusing_connections_answers_503_not_500(
     queue = EQueue(outage_database.url, concurrency=0, poll_interval=0.05)
     add_tasks(queue)
     app = mount()
-    admin = await asyncpg.connect(_pg_dsn(postgres_url))
+    admin = await asyncpg.connect(pg_dsn(postgres_url))
     try:
         async with queue.lifespan(app), http_client(app, raise_app_exceptions=False) as http:
             job_id = await _job_id(http)
@@ -988,7 +989,7 @@ async def test_after_a_database_restart_writes_answer_503_or_succeed_never_500(
     queue = EQueue(outage_database.url, concurrency=0, poll_interval=0.05)
     add_tasks(queue)
     app = mount()
-    admin = await asyncpg.connect(_pg_dsn(postgres_url))
+    admin = await asyncpg.connect(pg_dsn(postgres_url))
     statuses: list[int] = []
     try:
         async with queue.lifespan(app), http_client(app, raise_app_exceptions=False) as http:
@@ -1003,10 +1004,6 @@ async def test_after_a_database_restart_writes_answer_503_or_succeed_never_500(
 
     assert set(statuses) <= {201, 503}, statuses
     assert after.status_code == 200
-
-
-def _pg_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 async def test_result_turns_200_once_the_workers_complete_the_job(serve_api: ServeApi) -> None:

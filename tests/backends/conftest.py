@@ -6,14 +6,10 @@ migrates it and closes it at the end of the test; ``backend`` is the first one.
 PostgreSQL database on the server of ``postgres_url``, dropped afterwards.
 """
 
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
-import asyncpg
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from fastapi_equeue.backend import Backend
@@ -22,11 +18,6 @@ from fastapi_equeue.clock import Clock, SystemClock
 
 MakeBackend = Callable[..., Awaitable[Backend]]
 AgeWorker = Callable[[str, float], Awaitable[None]]
-
-
-def pg_dsn(url: str) -> str:
-    """A SQLAlchemy PostgreSQL URL as a libpq DSN for a raw asyncpg connection."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 @pytest.fixture
@@ -82,19 +73,6 @@ def age_worker(database_url: str, backend_name: str) -> AgeWorker:
 
 
 @pytest.fixture
-async def fresh_database_url(
-    backend_name: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> AsyncIterator[str]:
+async def fresh_database_url(new_database: Callable[[str], Awaitable[str]]) -> str:
     """A database of the backend under test that no one has migrated yet."""
-    if backend_name == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
-        return
-    server_url: str = request.getfixturevalue("postgres_url")
-    name = f"equeue_fresh_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(pg_dsn(server_url), timeout=5)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    return await new_database("fresh")

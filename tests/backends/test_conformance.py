@@ -35,7 +35,8 @@ from fastapi_equeue.backends import normalise_url
 from fastapi_equeue.backends._queries import load_queries
 from fastapi_equeue.backends._sql import WORKER_LOST
 from fastapi_equeue.jobs import JobStatus, new_job_id
-from tests.backends.conftest import AgeWorker, MakeBackend, pg_dsn
+from tests.backends.conftest import AgeWorker, MakeBackend
+from tests.conftest import pg_dsn
 
 # Stored times come from the database (PostgreSQL) or the process (SQLite); both run here.
 SLACK = timedelta(seconds=2)

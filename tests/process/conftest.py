@@ -18,9 +18,9 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
 
 from fastapi_equeue import EQueue, QueueClient
+from tests.conftest import pg_dsn
 from tests.process.worker_app import build_queue
 
 APP_DIR = Path(__file__).parent
@@ -29,10 +29,6 @@ POLL = 0.05
 # Deadlines for conditions that normally hold within a second or two; generous for a busy machine.
 START_TIMEOUT = 30.0
 KILL_WAIT = 10.0
-
-
-def _dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 @dataclass
@@ -201,7 +197,7 @@ async def _migrate_and_empty(url: str) -> None:
     # Starting an enqueue-only queue applies the schema; then every table starts empty.
     async with EQueue(url, concurrency=0):
         pass
-    conn = await asyncpg.connect(_dsn(url), timeout=5)
+    conn = await asyncpg.connect(pg_dsn(url), timeout=5)
     try:
         await conn.execute("TRUNCATE equeue_jobs, equeue_workers")
     finally:
@@ -228,7 +224,7 @@ def workers(process_url: str, tmp_path: Path) -> Iterator[Workers]:
 @pytest.fixture
 async def db(process_url: str, workers: Workers) -> AsyncIterator[Database]:
     """A look into the tables (a dedicated asyncpg connection)."""
-    conn = await asyncpg.connect(_dsn(process_url), timeout=5)
+    conn = await asyncpg.connect(pg_dsn(process_url), timeout=5)
     try:
         yield Database(conn, workers)
     finally:

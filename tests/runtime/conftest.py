@@ -6,13 +6,9 @@ worker that will never beat again and claims a job for it, through the queue's b
 state a worker killed mid-job leaves behind.
 """
 
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 
-import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
 
 from fastapi_equeue import EQueue
 from fastapi_equeue.backend import JobClaimParams, WorkerParams
@@ -21,33 +17,10 @@ from fastapi_equeue.jobs import new_job_id
 ClaimForDeadWorker = Callable[[EQueue, str], Awaitable[str]]
 
 
-def _dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-async def _admin(url: str, statement: str) -> None:
-    conn = await asyncpg.connect(_dsn(url), timeout=5)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture
-async def other_database_url(
-    backend_name: str, database_url: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> AsyncIterator[str]:
+async def other_database_url(new_database: Callable[[str], Awaitable[str]]) -> str:
     """A second empty database of the backend under test, besides ``database_url``."""
-    if backend_name == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'other.db'}"
-        return
-    server_url: str = request.getfixturevalue("postgres_url")
-    name = f"equeue_other_{uuid.uuid4().hex[:12]}"
-    await _admin(server_url, f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return await new_database("other")
 
 
 @pytest.fixture
