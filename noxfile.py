@@ -46,6 +46,8 @@ def example(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Throughput figures for PostgreSQL and SQLite (printed, never asserted)."""
-    session.install(".[postgres]")
-    session.run("python", "bench/throughput.py", *session.posargs)
+    """fastapi_equeue against procrastinate, PgQueuer, oban and chancy on one local PostgreSQL:
+    writes docs/benchmarks.md. Each library runs in its own venv under bench/.venvs (oban's
+    needs python3.12). ``-- --quick`` is a smoke run; ``-- --help`` lists the options."""
+    session.install("psycopg[binary]>=3.1", "matplotlib>=3.8")
+    session.run("python", "bench/run.py", *session.posargs)
