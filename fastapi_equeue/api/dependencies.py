@@ -11,7 +11,11 @@ if TYPE_CHECKING:
     from fastapi_equeue.queue import EQueue
 
 
-def get_equeue(connection: HTTPConnection) -> "EQueue":
+# Both are `async def` so that FastAPI calls them on the event loop; a plain `def` dependency
+# goes through the threadpool on every request.
+
+
+async def get_equeue(connection: HTTPConnection) -> "EQueue":
     """The ``EQueue`` whose lifespan runs this app.
 
     Raises:
@@ -26,7 +30,7 @@ def get_equeue(connection: HTTPConnection) -> "EQueue":
     return queue  # type: ignore[no-any-return]
 
 
-def get_queue(connection: HTTPConnection) -> QueueClient:
+async def get_queue(connection: HTTPConnection) -> QueueClient:
     """The ``QueueClient`` of the ``EQueue`` whose lifespan runs this app.
 
     Use as ``q: QueueClient = Depends(equeue.get_queue)``; tests may override it with
@@ -35,4 +39,4 @@ def get_queue(connection: HTTPConnection) -> QueueClient:
     Raises:
         ConfigurationError: the app was not started with ``queue.lifespan``.
     """
-    return get_equeue(connection).client
+    return (await get_equeue(connection)).client
