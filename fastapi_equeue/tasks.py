@@ -58,6 +58,10 @@ class Task(Generic[P, R]):
 
     def validate_payload(self, payload: Mapping[str, Any] | None) -> dict[str, Any]:
         """The payload as it will be stored (JSON-ready), or ``InvalidPayload`` naming the field."""
+        return self.prepare_payload(payload)[0]
+
+    def prepare_payload(self, payload: Mapping[str, Any] | None) -> tuple[dict[str, Any], int]:
+        """``validate_payload`` and the stored payload's size (``payload_size``) in one pass."""
         if payload is None:
             payload = {}
         if not isinstance(payload, Mapping):
@@ -73,10 +77,10 @@ class Task(Generic[P, R]):
         if model.model_extra:
             dumped.update(model.model_extra)
         try:
-            encode_json(dumped).encode()
+            size = len(encode_json(dumped).encode())
         except (TypeError, ValueError) as exc:
             raise InvalidPayload(self.name, f"the payload is not JSON: {exc}", []) from None
-        return dumped
+        return dumped, size
 
     def arguments(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """Typed keyword arguments for one call, from a stored payload."""
