@@ -1,7 +1,8 @@
 """fastapi_equeue: a durable job queue inside your FastAPI app, on PostgreSQL or SQLite."""
 
-from fastapi_equeue.api.dependencies import get_queue
-from fastapi_equeue.api.router import router
+import importlib
+import typing
+
 from fastapi_equeue.client import QueueClient, Submission
 from fastapi_equeue.errors import (
     ConfigurationError,
@@ -19,7 +20,29 @@ from fastapi_equeue.jobs import Job, JobError, JobStatus, Page, QueueStats
 from fastapi_equeue.queue import EQueue
 from fastapi_equeue.tasks import Task
 
+if typing.TYPE_CHECKING:
+    from fastapi_equeue.api.dependencies import get_queue
+    from fastapi_equeue.api.router import router
+
 __version__ = "0.1.0"
+
+# The web side loads on first use: a standalone worker never imports FastAPI (about 10 MiB).
+_LAZY = {"get_queue": "fastapi_equeue.api.dependencies", "router": "fastapi_equeue.api.router"}
+
+if not typing.TYPE_CHECKING:  # for type checkers, the imports above are the truth
+
+    def __getattr__(name: str) -> typing.Any:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module 'fastapi_equeue' has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "ConfigurationError",

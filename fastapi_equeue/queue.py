@@ -6,10 +6,8 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from types import TracebackType
-from typing import Any, ParamSpec, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, overload
 
-from fastapi_equeue.api.mounting import prepare_app
-from fastapi_equeue.api.ratelimit import RateLimitKey, SubmitLimiter
 from fastapi_equeue.backend import Backend
 from fastapi_equeue.backends import open_backend
 from fastapi_equeue.client import QueueClient
@@ -29,6 +27,9 @@ from fastapi_equeue.errors import ConfigurationError
 from fastapi_equeue.retry import RetryDelay
 from fastapi_equeue.runtime.runtime import Runtime
 from fastapi_equeue.tasks import Task, TaskRegistry
+
+if TYPE_CHECKING:
+    from fastapi_equeue.api.ratelimit import RateLimitKey, SubmitLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class EQueue:
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         auto_migrate: bool = True,
         rate_limit: str | None = None,
-        rate_limit_key: RateLimitKey | None = None,
+        rate_limit_key: "RateLimitKey | None" = None,
         clock: Clock | None = None,
     ) -> None:
         if isinstance(queues, str):
@@ -93,9 +94,11 @@ class EQueue:
             auto_migrate=auto_migrate,
         )
         self.registry = TaskRegistry()
-        self.submit_limiter = (
-            SubmitLimiter(rate_limit, rate_limit_key) if rate_limit is not None else None
-        )
+        self.submit_limiter: SubmitLimiter | None = None
+        if rate_limit is not None:
+            from fastapi_equeue.api import ratelimit  # the web side, on demand
+
+            self.submit_limiter = ratelimit.SubmitLimiter(rate_limit, rate_limit_key)
         self._clock = clock or SystemClock()
         self._backend: Backend | None = None
         self._client: QueueClient | None = None
@@ -210,6 +213,8 @@ class EQueue:
         as ``async with queue.lifespan(app): yield``. Puts the queue on ``app.state.equeue``."""
         async with self:
             app.state.equeue = self
+            from fastapi_equeue.api.mounting import prepare_app  # the web side, on demand
+
             prepare_app(app, self.registry)
             try:
                 yield

@@ -1,6 +1,8 @@
 """The public surface: exactly what ``__all__`` lists, sorted, including the contract's names."""
 
 import inspect
+import subprocess
+import sys
 
 import fastapi_equeue as equeue
 
@@ -11,8 +13,8 @@ def test_all_is_sorted_and_complete() -> None:
     # Submodules are importable as attributes once imported anywhere; they are not re-exports.
     public = {
         name
-        for name, value in vars(equeue).items()
-        if not name.startswith("_") and not inspect.ismodule(value)
+        for name in dir(equeue)
+        if not name.startswith("_") and not inspect.ismodule(getattr(equeue, name))
     }
     assert equeue.__all__ == sorted(equeue.__all__)
     assert set(equeue.__all__) - {"__version__"} == public
@@ -36,3 +38,10 @@ def test_job_status_values_match_the_contract() -> None:
 
 def test_router_mounts_under_jobs() -> None:
     assert equeue.router.prefix == "/jobs"
+
+
+def test_a_standalone_worker_does_not_import_fastapi() -> None:
+    # The web side loads on first use, which keeps a worker process's memory down.
+    code = "import sys, fastapi_equeue.worker.cli; print('fastapi' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
