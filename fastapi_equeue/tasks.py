@@ -77,7 +77,7 @@ class Task(Generic[P, R]):
         if model.model_extra:
             dumped.update(model.model_extra)
         try:
-            size = len(encode_json(dumped).encode())
+            size = payload_size(dumped)
         except (TypeError, ValueError) as exc:
             raise InvalidPayload(self.name, f"the payload is not JSON: {exc}", []) from None
         return dumped, size
