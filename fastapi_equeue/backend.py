@@ -9,11 +9,12 @@ and commits its own.
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol
-
-from sqlalchemy.ext.asyncio import AsyncConnection
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from fastapi_equeue.jobs import JobStatus
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 JSON = Any
 """A value that ``json.dumps`` accepts: what payloads and results are made of."""
@@ -209,16 +210,16 @@ class Backend(Protocol):
     async def job_complete_many(self, params: Sequence[JobCompleteParams]) -> set[str]:
         """Write attempt outcomes in one round trip; return the ids the fence let through."""
 
-    async def job_get(self, job_id: str, *, conn: AsyncConnection | None = None) -> JobRow | None:
+    async def job_get(self, job_id: str, *, conn: "AsyncConnection | None" = None) -> JobRow | None:
         """One job by id."""
 
     async def job_get_by_keys(
-        self, keys: Sequence[str], *, conn: AsyncConnection | None = None
+        self, keys: Sequence[str], *, conn: "AsyncConnection | None" = None
     ) -> list[JobRow]:
         """The jobs holding these idempotency keys."""
 
     async def job_insert_many(
-        self, params: Sequence[JobInsertParams], *, conn: AsyncConnection | None = None
+        self, params: Sequence[JobInsertParams], *, conn: "AsyncConnection | None" = None
     ) -> list[JobRow]:
         """Insert jobs in one round trip; rows whose idempotency key exists are skipped."""
 

@@ -12,9 +12,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from typing import TYPE_CHECKING, Any
 
 from fastapi_equeue.backend import Backend, JobInsertParams, JobListParams, JobRow, Notification
 from fastapi_equeue.config import (
@@ -46,6 +44,10 @@ from fastapi_equeue.jobs import (
     parse_job_id,
 )
 from fastapi_equeue.tasks import TaskRegistry
+
+if TYPE_CHECKING:
+    # SQLAlchemy loads only when a host passes its session: a worker never needs it.
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +92,7 @@ class QueueClient:
         run_at: datetime | None = None,
         max_attempts: int | None = None,
         idempotency_key: str | None = None,
-        session: AsyncSession | AsyncConnection | None = None,
+        session: "AsyncSession | AsyncConnection | None" = None,
     ) -> Job:
         """Add one job; with ``idempotency_key``, return the existing job that holds the key.
 
@@ -124,7 +126,7 @@ class QueueClient:
         job_type: str,
         payload: Mapping[str, Any] | None = None,
         *,
-        session: AsyncSession | AsyncConnection | None = None,
+        session: "AsyncSession | AsyncConnection | None" = None,
         **options: Any,
     ) -> "Submission":
         """``enqueue``, also telling whether the job is new or an idempotent repeat.
@@ -142,7 +144,7 @@ class QueueClient:
         self,
         jobs: Iterable[Mapping[str, Any]],
         *,
-        session: AsyncSession | AsyncConnection | None = None,
+        session: "AsyncSession | AsyncConnection | None" = None,
     ) -> builtins.list[Job]:
         """Add many jobs in one round trip; each item has ``job_type``, ``payload`` and any of
         ``enqueue``'s options. Every item is validated before any is written."""
@@ -327,7 +329,7 @@ class QueueClient:
     async def _insert(
         self,
         params: Sequence[JobInsertParams],
-        session: AsyncSession | AsyncConnection | None,
+        session: "AsyncSession | AsyncConnection | None",
     ) -> builtins.list[tuple[Job, bool]]:
         conn = await _connection(session)
         rows = {row.id: row for row in await self._backend.job_insert_many(params, conn=conn)}
@@ -389,8 +391,14 @@ def to_job(row: JobRow) -> Job:
     )
 
 
-async def _connection(session: AsyncSession | AsyncConnection | None) -> AsyncConnection | None:
-    if session is None or isinstance(session, AsyncConnection):
+async def _connection(
+    session: "AsyncSession | AsyncConnection | None",
+) -> "AsyncConnection | None":
+    if session is None:
+        return None
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+    if isinstance(session, AsyncConnection):
         return session
     if isinstance(session, AsyncSession):
         return await session.connection()

@@ -12,10 +12,9 @@ from fastapi import Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from fastapi_equeue.api.body import InvalidBody
+from fastapi_equeue.backends.outage import database_errors, is_unavailable
 from fastapi_equeue.errors import (
     EQueueError,
     InvalidCursor,
@@ -29,9 +28,6 @@ from fastapi_equeue.errors import (
 )
 
 logger = logging.getLogger(__name__)
-
-# What a database that is down, restarting or overloaded raises: the request may succeed later.
-UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout, OSError)
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
@@ -101,7 +97,7 @@ class EQueueRoute(APIRoute):
                 return await handler(request)
             except EQueueError as exc:
                 return error_response(exc)
-            except (DBAPIError, *UNAVAILABLE) as exc:
+            except database_errors() as exc:
                 if not is_unavailable(exc):
                     raise
                 logger.warning("jobs API: the database is unavailable (%s)", type(exc).__name__)
@@ -112,18 +108,3 @@ class EQueueRoute(APIRoute):
                 )
 
         return handle
-
-
-def is_unavailable(exc: BaseException) -> bool:
-    """Whether ``exc`` says the database cannot serve now (down, restarting, full, refusing),
-    as opposed to a statement it refused: the request may well succeed later."""
-    if isinstance(exc, UNAVAILABLE):
-        return True
-    if not isinstance(exc, DBAPIError):
-        return False
-    if exc.connection_invalidated:
-        return True
-    sqlstate = str(getattr(exc.orig, "sqlstate", "") or "")
-    # 08: connection exceptions; 53: insufficient resources (too many connections); 57P: the
-    # server is shutting down or starting up; 55000: the database does not allow connections.
-    return sqlstate.startswith(("08", "53", "57P")) or sqlstate == "55000"

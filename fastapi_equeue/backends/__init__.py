@@ -3,15 +3,13 @@
 Internal: not covered by semver.
 """
 
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
-from sqlalchemy.ext.asyncio import create_async_engine
+from urllib.parse import unquote, urlsplit
 
 from fastapi_equeue.backend import Backend
 from fastapi_equeue.clock import Clock
 from fastapi_equeue.errors import ConfigurationError
 
-_ASYNC_DRIVERS = {
+_SCHEMES = {
     "postgres": "postgresql+asyncpg",
     "postgresql": "postgresql+asyncpg",
     "postgresql+asyncpg": "postgresql+asyncpg",
@@ -20,36 +18,48 @@ _ASYNC_DRIVERS = {
 }
 
 
-def normalise_url(database_url: str) -> URL:
-    """``database_url`` with the async driver this package uses, or ``ConfigurationError``."""
-    try:
-        url = make_url(database_url)
-    except (ArgumentError, ValueError) as exc:
-        raise ConfigurationError(f"database_url is not a valid URL: {exc}") from None
-    driver = _ASYNC_DRIVERS.get(url.drivername)
+def normalise_url(database_url: str) -> str:
+    """``database_url`` in the SQLAlchemy spelling of the driver this package uses (which a host
+    can pass to ``create_async_engine``), or ``ConfigurationError``."""
+    scheme, separator, rest = database_url.partition("://")
+    if not separator:
+        raise ConfigurationError(f"database_url is not a valid URL: {database_url!r}")
+    driver = _SCHEMES.get(scheme.lower())
     if driver is None:
         raise ConfigurationError(
-            f"unsupported database {url.drivername!r}: use postgresql+asyncpg:// or "
-            "sqlite+aiosqlite://"
+            f"unsupported database {scheme!r}: use postgresql+asyncpg:// or sqlite+aiosqlite://"
         )
-    url = url.set(drivername=driver)
-    if driver.startswith("sqlite") and url.database in (None, "", ":memory:"):
-        raise ConfigurationError(
-            "SQLite needs a file (sqlite+aiosqlite:///./equeue.db): every connection to an "
-            "in-memory database is a separate, empty database"
-        )
+    url = f"{driver}://{rest}"
+    if driver.startswith("sqlite"):
+        _sqlite_path(url)
+    else:
+        try:
+            urlsplit(url).port  # noqa: B018 - read for the ValueError of a bad port
+        except ValueError as exc:
+            raise ConfigurationError(f"database_url is not a valid URL: {exc}") from None
     return url
 
 
 def open_backend(database_url: str, clock: Clock) -> Backend:
     """The backend for ``database_url``; nothing connects until first use."""
     url = normalise_url(database_url)
-    if url.drivername.startswith("postgresql"):
+    if url.startswith("postgresql"):
         return _postgres(url)
-    return _sqlite(url, clock)
+    return _sqlite(_sqlite_path(url), clock)
 
 
-def _postgres(url: URL) -> Backend:
+def _sqlite_path(url: str) -> str:
+    # sqlite+aiosqlite:///relative.db, sqlite+aiosqlite:////absolute.db: as SQLAlchemy reads them.
+    path = unquote(urlsplit(url).path.removeprefix("/"))
+    if path in ("", ":memory:"):
+        raise ConfigurationError(
+            "SQLite needs a file (sqlite+aiosqlite:///./equeue.db): every connection to an "
+            "in-memory database is a separate, empty database"
+        )
+    return path
+
+
+def _postgres(url: str) -> Backend:
     try:
         import asyncpg  # noqa: F401
     except ImportError:
@@ -58,17 +68,16 @@ def _postgres(url: URL) -> Backend:
         ) from None
     from fastapi_equeue.backends._queries import load_queries
     from fastapi_equeue.backends.postgres.backend import PostgresBackend
+    from fastapi_equeue.backends.postgres.database import PostgresDatabase
     from fastapi_equeue.backends.postgres.notifier import PostgresNotifier
 
-    engine = create_async_engine(url, pool_size=10, max_overflow=10)
-    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    dsn = "postgresql" + url.removeprefix("postgresql+asyncpg")
     notifier = PostgresNotifier(dsn, load_queries("postgres")["notifier_ping"])
-    return PostgresBackend(engine, notifier)
+    return PostgresBackend(PostgresDatabase(dsn), notifier)
 
 
-def _sqlite(url: URL, clock: Clock) -> Backend:
-    from fastapi_equeue.backends.sqlite.backend import SQLiteBackend, configure_engine
+def _sqlite(path: str, clock: Clock) -> Backend:
+    from fastapi_equeue.backends.sqlite.backend import SQLiteBackend
+    from fastapi_equeue.backends.sqlite.database import SQLiteDatabase
 
-    engine = create_async_engine(url)
-    configure_engine(engine)
-    return SQLiteBackend(engine, clock)
+    return SQLiteBackend(SQLiteDatabase(path), clock)

@@ -10,6 +10,9 @@ from importlib import resources
 from typing import LiteralString, cast
 
 _NAME = re.compile(r"^-- name: (?P<name>[a-z_]+)\s*$", re.MULTILINE)
+# A ``:name`` placeholder, not the second colon of a ``::`` cast; string literals and comments
+# are matched first so that a colon inside them is left alone.
+_PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|--[^\n]*|(?<![:\w]):(?P<name>[a-z_][a-z0-9_]*)")
 
 
 @cache
@@ -52,6 +55,23 @@ def load_migrations(dialect: str) -> tuple[tuple[str, tuple[LiteralString, ...]]
         )
         migrations.append((name.removesuffix(".sql"), statements))
     return tuple(migrations)
+
+
+def positional(statement: LiteralString) -> tuple[LiteralString, tuple[str, ...]]:
+    """``statement`` with its ``:name`` placeholders as ``$1, $2, ...``, and the names in order.
+
+    A name used twice keeps one number, so each value is sent once.
+    """
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match["name"] is None:
+            return match[0]
+        if match["name"] not in names:
+            names.append(match["name"])
+        return f"${names.index(match['name']) + 1}"
+
+    return _PLACEHOLDER.sub(number, statement), tuple(names)
 
 
 def migration_script(dialect: str) -> str:

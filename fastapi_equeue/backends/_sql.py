@@ -7,14 +7,10 @@ once, so both dialects keep the same semantics by construction.
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import Any, ClassVar
-
-from sqlalchemy import RowMapping, TextClause, text
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from fastapi_equeue.backend import (
     AttemptError,
@@ -30,37 +26,62 @@ from fastapi_equeue.backend import (
     QueueStatsRow,
     WorkerParams,
 )
-from fastapi_equeue.backends._queries import load_migrations, load_queries, migration_script
+from fastapi_equeue.backends._queries import load_migrations, migration_script
 from fastapi_equeue.jobs import JobStatus
 
-READ_ONLY = "equeue_read_only"
-"""Execution option set on the connections of read-only statements."""
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+class Row(Protocol):
+    """A result row by column name (an asyncpg ``Record``, a ``sqlite3.Row``, a ``RowMapping``)."""
+
+    def __getitem__(self, key: str, /) -> Any:
+        """The value of column ``key``."""
+
 
 WORKER_LOST = "WorkerLost: the worker running this attempt stopped sending heartbeats"
 
 
+class Statements(Protocol):
+    """One connection inside an open transaction, running named statements."""
+
+    async def fetch(self, name: str, values: Mapping[str, Any]) -> list[Row]:
+        """Run the named statement; its rows."""
+
+    async def script(self, sql: str) -> None:
+        """Run one statement of a migration file as it is."""
+
+
+class Database(Protocol):
+    """A dialect's connections, through its driver: the only code that touches them."""
+
+    async def close(self) -> None:
+        """Close every connection."""
+
+    async def fetch(
+        self, name: str, values: Mapping[str, Any], *, read_only: bool = False
+    ) -> list[Row]:
+        """Run the named statement on its own (atomically) and return its rows."""
+
+    def transaction(self) -> AbstractAsyncContextManager[Statements]:
+        """A connection in a transaction that commits when the block ends without error."""
+
+    def for_host(self, name: str, values: Mapping[str, Any]) -> tuple[str, Any]:
+        """The named statement and its parameters as a host's SQLAlchemy connection runs them."""
+
+
 class SQLBackend(ABC):
-    """A ``Backend`` over a SQLAlchemy async engine and one dialect's ``queries.sql``."""
+    """A ``Backend`` over one dialect's ``Database`` and its ``queries.sql``."""
 
     dialect: ClassVar[str]
     capabilities: Capabilities
     notifier: Notifier
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        # Views of the engine (one pool): statements that stand alone, and reads. A dialect may
-        # run them differently (PostgreSQL in autocommit: one round trip instead of three).
-        self._statements = self._statement_engine(engine)
-        self._reader = self._statements.execution_options(**{READ_ONLY: True})
-        self._q: dict[str, TextClause] = {
-            name: text(sql) for name, sql in load_queries(self.dialect).items()
-        }
+    def __init__(self, database: Database) -> None:
+        self._db = database
 
     # -- what a dialect provides ---------------------------------------------------------------
-
-    def _statement_engine(self, engine: AsyncEngine) -> AsyncEngine:
-        """The engine view for single statements that need no transaction around them."""
-        return engine
 
     @abstractmethod
     def _bind(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -75,35 +96,35 @@ class SQLBackend(ABC):
         """A duration in seconds as this dialect's statements take it."""
 
     @abstractmethod
-    def _decode(self, row: RowMapping) -> JobRow:
+    def _decode(self, row: Row) -> JobRow:
         """One ``equeue_jobs`` row as a ``JobRow``."""
 
     @abstractmethod
-    def _announce(self, conn: AsyncConnection | None, notification: Notification) -> None:
+    def _announce(self, conn: "AsyncConnection | None", notification: Notification) -> None:
         """Tell this process's listeners once the write is committed (if the database cannot)."""
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def open(self) -> None:  # noqa: B027 - a no-op by design, not a missing override
-        """Connect: the engine's pool opens connections on first use."""
+        """Connect: connections open on first use."""
 
     async def close(self) -> None:
-        """Dispose of every pooled connection."""
-        await self._engine.dispose()
+        """Close every connection."""
+        await self._db.close()
 
     async def migrate(self) -> list[str]:
         """Apply pending migrations in one transaction, under the dialect's lock."""
         applied_now: list[str] = []
-        async with self._engine.begin() as conn:
-            await conn.execute(self._q["migration_lock"])
-            await conn.execute(self._q["migration_table_create"])
-            applied = set((await conn.execute(self._q["migration_applied"])).scalars())
+        async with self._db.transaction() as tx:
+            await tx.fetch("migration_lock", self._bind({}))
+            await tx.fetch("migration_table_create", self._bind({}))
+            applied = {row["name"] for row in await tx.fetch("migration_applied", self._bind({}))}
             for name, statements in load_migrations(self.dialect):
                 if name in applied:
                     continue
                 for statement in statements:
-                    await conn.exec_driver_sql(statement)
-                await conn.execute(self._q["migration_record"], {"name": name})
+                    await tx.script(statement)
+                await tx.fetch("migration_record", self._bind({"name": name}))
                 applied_now.append(name)
         return applied_now
 
@@ -135,9 +156,7 @@ class SQLBackend(ABC):
     async def job_complete_many(self, params: Sequence[JobCompleteParams]) -> set[str]:
         """Write attempt outcomes in one statement; return the ids the fence let through."""
         payload = json.dumps([self._outcome(p) for p in params])
-        async with self._statements.begin() as conn:
-            result = await conn.execute(self._q["job_complete_many"], self._bind({"rows": payload}))
-            written = result.mappings().all()
+        written = await self._db.fetch("job_complete_many", self._bind({"rows": payload}))
         ids = {str(row["id"]) for row in written}
         done = tuple(str(r["id"]) for r in written if JobStatus(r["status"]).is_final)
         if done:
@@ -147,19 +166,19 @@ class SQLBackend(ABC):
             self._announce(None, Notification("available", requeued))
         return ids
 
-    async def job_get(self, job_id: str, *, conn: AsyncConnection | None = None) -> JobRow | None:
+    async def job_get(self, job_id: str, *, conn: "AsyncConnection | None" = None) -> JobRow | None:
         """One job by id."""
         rows = await self._read("job_get", {"id": job_id}, conn)
         return rows[0] if rows else None
 
     async def job_get_by_keys(
-        self, keys: Sequence[str], *, conn: AsyncConnection | None = None
+        self, keys: Sequence[str], *, conn: "AsyncConnection | None" = None
     ) -> list[JobRow]:
         """The jobs holding these idempotency keys."""
         return await self._read("job_get_by_keys", {"keys": json.dumps(list(keys))}, conn)
 
     async def job_insert_many(
-        self, params: Sequence[JobInsertParams], *, conn: AsyncConnection | None = None
+        self, params: Sequence[JobInsertParams], *, conn: "AsyncConnection | None" = None
     ) -> list[JobRow]:
         """Insert jobs in one statement; rows whose idempotency key exists are skipped."""
         payload = json.dumps([self._insert(p) for p in params])
@@ -183,7 +202,9 @@ class SQLBackend(ABC):
 
     async def job_processing_by_worker(self, worker_id: str) -> list[ProcessingJob]:
         """The jobs the database holds as running on ``worker_id``."""
-        rows = await self._fetch("job_processing_by_worker", {"worker_id": worker_id})
+        rows = await self._db.fetch(
+            "job_processing_by_worker", self._bind({"worker_id": worker_id}), read_only=True
+        )
         return [
             ProcessingJob(
                 id=str(row["id"]),
@@ -195,11 +216,10 @@ class SQLBackend(ABC):
 
     async def job_rescue_stalled(self, stalled_after: float) -> list[JobRow]:
         """Put back (or fail) processing jobs whose worker has been silent for ``stalled_after``."""
-        values = {"stalled_after": self._seconds(stalled_after), "error": WORKER_LOST}
-        async with self._statements.begin() as conn:
-            result = await conn.execute(self._q["job_rescue_stalled"], self._bind(values))
-            rows = [self._decode(row) for row in result.mappings()]
-            await conn.execute(self._q["worker_forget"], self._bind(values))
+        values = self._bind({"stalled_after": self._seconds(stalled_after), "error": WORKER_LOST})
+        async with self._db.transaction() as tx:
+            rows = [self._decode(row) for row in await tx.fetch("job_rescue_stalled", values)]
+            await tx.fetch("worker_forget", values)
         if rows:
             self._announce(None, Notification("available", tuple({row.queue for row in rows})))
             done = tuple(row.id for row in rows if row.status.is_final)
@@ -227,21 +247,18 @@ class SQLBackend(ABC):
                 ),
                 finished_last_minute=int(row["finished_last_minute"] or 0),
             )
-            for row in await self._fetch("queue_stats", {})
+            for row in await self._db.fetch("queue_stats", self._bind({}), read_only=True)
         ]
 
     # -- workers ---------------------------------------------------------------------------------
 
     async def worker_deregister(self, worker_id: str) -> None:
         """Remove a worker that stopped cleanly."""
-        async with self._statements.begin() as conn:
-            await conn.execute(self._q["worker_deregister"], self._bind({"id": worker_id}))
+        await self._db.fetch("worker_deregister", self._bind({"id": worker_id}))
 
     async def worker_heartbeat(self, worker_id: str) -> bool:
         """Prove the worker alive; ``False`` if its row is gone."""
-        async with self._statements.begin() as conn:
-            result = await conn.execute(self._q["worker_heartbeat"], self._bind({"id": worker_id}))
-            return result.first() is not None
+        return bool(await self._db.fetch("worker_heartbeat", self._bind({"id": worker_id})))
 
     async def worker_register(self, params: WorkerParams) -> None:
         """Record a starting worker process."""
@@ -252,46 +269,34 @@ class SQLBackend(ABC):
             "concurrency": params.concurrency,
             "queues": json.dumps(list(params.queues)) if params.queues is not None else None,
         }
-        async with self._statements.begin() as conn:
-            await conn.execute(self._q["worker_register"], self._bind(values))
+        await self._db.fetch("worker_register", self._bind(values))
 
     # -- plumbing --------------------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def _transaction(self, conn: AsyncConnection | None) -> AsyncIterator[AsyncConnection]:
-        if conn is not None:
-            yield conn
-            return
-        async with self._statements.begin() as own:
-            yield own
-
     async def _write(
-        self, name: str, values: dict[str, Any], conn: AsyncConnection | None = None
+        self, name: str, values: dict[str, Any], conn: "AsyncConnection | None" = None
     ) -> list[JobRow]:
-        async with self._transaction(conn) as c:
-            result = await c.execute(self._q[name], self._bind(values))
-            return [self._decode(row) for row in result.mappings()]
+        return [self._decode(row) for row in await self._run(name, values, conn)]
 
     async def _read(
-        self, name: str, values: dict[str, Any], conn: AsyncConnection | None
+        self, name: str, values: dict[str, Any], conn: "AsyncConnection | None"
     ) -> list[JobRow]:
-        if conn is not None:
-            result = await conn.execute(self._q[name], self._bind(values))
-            return [self._decode(row) for row in result.mappings()]
-        return [self._decode(row) for row in await self._fetch(name, values)]
+        return [self._decode(row) for row in await self._run(name, values, conn, read_only=True)]
 
-    async def _fetch(self, name: str, values: dict[str, Any]) -> Sequence[RowMapping]:
-        """Run a read-only statement on a pooled connection; once more if that connection was
-        found dead (after a database restart the pool still holds connections to the old one)."""
-        for attempt in (1, 2):
-            try:
-                async with self._reader.connect() as conn:
-                    result = await conn.execute(self._q[name], self._bind(dict(values)))
-                    return result.mappings().all()
-            except DBAPIError as exc:
-                if attempt == 2 or not exc.connection_invalidated:
-                    raise
-        raise AssertionError("unreachable")
+    async def _run(
+        self,
+        name: str,
+        values: dict[str, Any],
+        conn: "AsyncConnection | None",
+        *,
+        read_only: bool = False,
+    ) -> Sequence[Row]:
+        """Run a statement on our own connections, or in the host's transaction on ``conn``."""
+        if conn is None:
+            return await self._db.fetch(name, self._bind(values), read_only=read_only)
+        sql, parameters = self._db.for_host(name, self._bind(values))
+        result = await conn.exec_driver_sql(sql, parameters)
+        return list(result.mappings())
 
     def _insert(self, p: JobInsertParams) -> dict[str, Any]:
         return {

@@ -12,8 +12,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from sqlalchemy.exc import SQLAlchemyError
-
+from fastapi_equeue.backends.outage import database_errors
 from fastapi_equeue.config import DEFAULT_CONCURRENCY
 from fastapi_equeue.errors import EQueueError
 from fastapi_equeue.queue import EQueue
@@ -123,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         queues = tuple(q.strip() for q in args.queues.split(",") if q.strip()) or None
     try:
         asyncio.run(serve(queue, concurrency, queues))
-    except (EQueueError, OSError, SQLAlchemyError) as exc:
+    except (EQueueError, *database_errors()) as exc:  # type: ignore[misc]
         # A configuration or connection error: one clear line, not a traceback.
         logger.error("worker stopped: %s: %s", type(exc).__name__, exc)  # noqa: TRY400
         return 2

@@ -9,7 +9,7 @@ import pytest
 
 import fastapi_equeue
 from fastapi_equeue.backend import Backend
-from fastapi_equeue.backends._queries import load_migrations, load_queries
+from fastapi_equeue.backends._queries import load_migrations, load_queries, positional
 
 PACKAGE = Path(fastapi_equeue.__file__).parent
 BACKENDS = PACKAGE / "backends"
@@ -66,6 +66,25 @@ def test_every_storage_method_of_the_backend_protocol_has_its_query() -> None:
 
     for dialect in DIALECTS:
         assert methods - set(load_queries(dialect)) == set(), dialect
+
+
+def test_positional_numbers_each_name_once_and_leaves_casts_literals_and_comments_alone() -> None:
+    sql, names = positional(
+        "SELECT ':x', :a::int -- :c\nFROM t WHERE b = :b AND c = 'it'':s' AND d = CAST(:a AS text)"
+    )
+
+    assert sql == (
+        "SELECT ':x', $1::int -- :c\nFROM t WHERE b = $2 AND c = 'it'':s' AND d = CAST($1 AS text)"
+    )
+    assert names == ("a", "b")
+
+
+def test_every_postgres_statement_binds_exactly_the_names_it_uses() -> None:
+    for name, statement in load_queries("postgres").items():
+        sql, names = positional(statement)
+        assert re.search(r"(?<![:\w]):[a-z_]", sql) is None, name
+        assert [f"${i}" in sql for i in range(1, len(names) + 1)] == [True] * len(names), name
+        assert f"${len(names) + 1}" not in sql, name
 
 
 def test_both_dialects_have_the_same_migrations() -> None:

@@ -1,15 +1,16 @@
-"""``PostgresBackend``: the named queries of ``queries.sql`` run through SQLAlchemy on asyncpg."""
+"""``PostgresBackend``: the named queries of ``queries.sql`` run on asyncpg."""
 
 from datetime import datetime
-from typing import Any, ClassVar
-
-from sqlalchemy import RowMapping
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from fastapi_equeue.backend import Capabilities, JobRow, Notification
-from fastapi_equeue.backends._sql import SQLBackend, decode_errors
+from fastapi_equeue.backends._sql import Row, SQLBackend, decode_errors
+from fastapi_equeue.backends.postgres.database import PostgresDatabase
 from fastapi_equeue.backends.postgres.notifier import PostgresNotifier
 from fastapi_equeue.jobs import JobStatus
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 class PostgresBackend(SQLBackend):
@@ -17,20 +18,15 @@ class PostgresBackend(SQLBackend):
 
     dialect: ClassVar[str] = "postgres"
 
-    def __init__(self, engine: AsyncEngine, notifier: PostgresNotifier) -> None:
-        super().__init__(engine)
+    def __init__(self, database: PostgresDatabase, notifier: PostgresNotifier) -> None:
+        super().__init__(database)
         self.capabilities = Capabilities(listen_notify=True)
         self.notifier = notifier
 
     async def close(self) -> None:
-        """Stop listening and dispose of every pooled connection."""
+        """Stop listening and close every pooled connection."""
         await self.notifier.stop()
         await super().close()
-
-    def _statement_engine(self, engine: AsyncEngine) -> AsyncEngine:
-        # Every runtime statement is a single, atomic statement: in autocommit it costs one
-        # round trip, where BEGIN, the statement and COMMIT would cost three.
-        return engine.execution_options(isolation_level="AUTOCOMMIT")
 
     def _bind(self, params: dict[str, Any]) -> dict[str, Any]:
         return params
@@ -41,11 +37,11 @@ class PostgresBackend(SQLBackend):
     def _seconds(self, value: float) -> Any:
         return value
 
-    def _announce(self, conn: AsyncConnection | None, notification: Notification) -> None:
+    def _announce(self, conn: "AsyncConnection | None", notification: Notification) -> None:
         # The statements NOTIFY themselves, so every process (this one included) hears it at commit.
         return
 
-    def _decode(self, row: RowMapping) -> JobRow:
+    def _decode(self, row: Row) -> JobRow:
         worker_id = row["worker_id"]
         return JobRow(
             id=str(row["id"]),

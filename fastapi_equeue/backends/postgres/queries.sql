@@ -3,6 +3,8 @@
 -- Times come from the database (now()), so every machine shares one clock.
 -- Notifications go to the channel "equeue" as "<kind>:<values>"; PostgreSQL delivers them only
 -- when the transaction commits, so a wake-up never announces a job that a rollback removed.
+-- JSON goes in as text cast to jsonb: the statements then read the same whether they run on the
+-- package's own connections or on a host's SQLAlchemy connection (whose jsonb codec encodes).
 
 -- name: job_cancel
 -- Cancel a waiting job at once; flag a running one and tell its worker to cancel it.
@@ -39,7 +41,7 @@ WITH due AS (
     SELECT id
     FROM equeue_jobs
     WHERE status IN ('queued', 'retrying') AND scheduled_at <= now()
-      AND queue IN (SELECT jsonb_array_elements_text(CAST(:queues AS jsonb)))
+      AND queue IN (SELECT jsonb_array_elements_text(CAST(CAST(:queues AS text) AS jsonb)))
     ORDER BY priority DESC, scheduled_at, id
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
@@ -60,7 +62,7 @@ RETURNING j.*;
 -- locked row itself (not from a snapshot) so that one landing concurrently is not missed.
 WITH outcome AS (
     SELECT *
-    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS o(
+    FROM jsonb_to_recordset(CAST(CAST(:rows AS text) AS jsonb)) AS o(
         id uuid, attempt integer, worker_id uuid, status text, result text, error jsonb,
         retry_delay double precision)
 ),
@@ -112,7 +114,7 @@ SELECT * FROM equeue_jobs WHERE id = CAST(:id AS uuid);
 -- The jobs holding these idempotency keys (a JSON array).
 SELECT *
 FROM equeue_jobs
-WHERE idempotency_key IN (SELECT jsonb_array_elements_text(CAST(:keys AS jsonb)));
+WHERE idempotency_key IN (SELECT jsonb_array_elements_text(CAST(CAST(:keys AS text) AS jsonb)));
 
 -- name: job_insert_many
 -- Insert a batch of jobs (a JSON array) in one statement and wake the workers of their queues.
@@ -124,7 +126,7 @@ WITH inserted AS (
         id, job_type, queue, payload, priority, max_attempts, scheduled_at, idempotency_key)
     SELECT r.id, r.job_type, r.queue, r.payload, r.priority, r.max_attempts,
            coalesce(r.run_at, now() + make_interval(secs => r.delay)), r.idempotency_key
-    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
+    FROM jsonb_to_recordset(CAST(CAST(:rows AS text) AS jsonb)) AS r(
         id uuid, job_type text, queue text, payload jsonb, priority integer,
         max_attempts integer, delay double precision, run_at timestamptz, idempotency_key text)
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
@@ -243,5 +245,5 @@ UPDATE equeue_workers SET last_beat_at = now() WHERE id = CAST(:id AS uuid) RETU
 -- name: worker_register
 -- Record a starting worker process (or refresh one that was declared lost and came back).
 INSERT INTO equeue_workers (id, hostname, pid, queues, concurrency)
-VALUES (CAST(:id AS uuid), :hostname, :pid, CAST(:queues AS jsonb), :concurrency)
+VALUES (CAST(:id AS uuid), :hostname, :pid, CAST(CAST(:queues AS text) AS jsonb), :concurrency)
 ON CONFLICT (id) DO UPDATE SET last_beat_at = now();

@@ -1,46 +1,21 @@
-"""``SQLiteBackend``: the named queries of ``queries.sql`` run through SQLAlchemy on aiosqlite."""
+"""``SQLiteBackend``: the named queries of ``queries.sql`` run on aiosqlite."""
 
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
-
-from sqlalchemy import RowMapping, event
-from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from fastapi_equeue.backend import Capabilities, JobRow, Notification
 from fastapi_equeue.backends._notify import LocalNotifier
-from fastapi_equeue.backends._sql import READ_ONLY, SQLBackend, decode_errors
+from fastapi_equeue.backends._sql import Row, SQLBackend, decode_errors
+from fastapi_equeue.backends.sqlite.database import SQLiteDatabase
 from fastapi_equeue.clock import Clock
 from fastapi_equeue.jobs import JobStatus
 
-BUSY_TIMEOUT_MS = 30_000
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
-
-
-def configure_engine(engine: AsyncEngine) -> None:
-    """WAL, a busy timeout, and BEGIN IMMEDIATE for every writing transaction of this engine.
-
-    pysqlite's own transaction handling begins lazily and DEFERRED, so a claim could read rows and
-    then fail to upgrade to a write lock; taking the lock at BEGIN makes writers wait their turn.
-    """
-
-    @event.listens_for(engine.sync_engine, "connect")
-    def _connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _begin(conn: Connection) -> None:
-        # Reads begin DEFERRED: under WAL they never wait for a writer, not even for a host's
-        # long transaction that holds the write lock.
-        read_only = conn.get_execution_options().get(READ_ONLY, False)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 class SQLiteBackend(SQLBackend):
@@ -48,8 +23,8 @@ class SQLiteBackend(SQLBackend):
 
     dialect: ClassVar[str] = "sqlite"
 
-    def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
-        super().__init__(engine)
+    def __init__(self, database: SQLiteDatabase, clock: Clock) -> None:
+        super().__init__(database)
         self.capabilities = Capabilities(listen_notify=False)
         self.notifier = LocalNotifier()
         self._clock = clock
@@ -64,11 +39,13 @@ class SQLiteBackend(SQLBackend):
     def _seconds(self, value: float) -> Any:
         return round(value * 1_000_000)
 
-    def _announce(self, conn: AsyncConnection | None, notification: Notification) -> None:
+    def _announce(self, conn: "AsyncConnection | None", notification: Notification) -> None:
         if conn is None:
             self.notifier.publish_local(notification)
             return
         # The host's transaction carries the write: tell the workers only once it commits.
+        from sqlalchemy import event  # the host brought SQLAlchemy; the package loads it on demand
+
         event.listen(
             conn.sync_connection,
             "commit",
@@ -76,7 +53,7 @@ class SQLiteBackend(SQLBackend):
             once=True,
         )
 
-    def _decode(self, row: RowMapping) -> JobRow:
+    def _decode(self, row: Row) -> JobRow:
         result = row["result"]
         return JobRow(
             id=row["id"],

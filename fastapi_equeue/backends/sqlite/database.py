@@ -1,0 +1,107 @@
+"""``SQLiteDatabase``: the named statements run on a few aiosqlite connections to one file.
+
+Every write is its own ``BEGIN IMMEDIATE`` transaction: it takes the file's write lock up front,
+so a claim cannot read rows that another writer then changes, and writers queue on the busy
+timeout instead of failing with "database is locked" halfway. Reads run in autocommit and,
+under WAL, never wait for a writer, not even for a host's long transaction.
+"""
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiosqlite
+
+from fastapi_equeue.backends._queries import load_queries
+from fastapi_equeue.backends._sql import Row, Statements
+
+BUSY_TIMEOUT_MS = 30_000
+POOL_SIZE = 5
+"""Connections at most (each is a thread); SQLite runs one writer at a time anyway."""
+
+
+class SQLiteDatabase:
+    """Up to ``POOL_SIZE`` connections to the file at ``path``, opened on first use."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._statements = load_queries("sqlite")
+        self._idle: list[aiosqlite.Connection] = []
+        self._slots = asyncio.Semaphore(POOL_SIZE)
+        self._discarded: set[asyncio.Task[None]] = set()
+
+    async def close(self) -> None:
+        """Close every idle connection (and those dropped after an error)."""
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.close()
+        if self._discarded:
+            await asyncio.gather(*self._discarded, return_exceptions=True)
+
+    async def fetch(
+        self, name: str, values: Mapping[str, Any], *, read_only: bool = False
+    ) -> list[Row]:
+        """Run one statement: a write in its own ``BEGIN IMMEDIATE`` transaction."""
+        sql = self._statements[name]
+        async with self._connection() as conn:
+            if read_only:
+                return list(await conn.execute_fetchall(sql, values))
+            await conn.execute("BEGIN IMMEDIATE")
+            rows: list[Row] = list(await conn.execute_fetchall(sql, values))
+            await conn.execute("COMMIT")
+            return rows
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Statements]:
+        """A connection inside ``BEGIN IMMEDIATE`` ... ``COMMIT``."""
+        async with self._connection() as conn:
+            await conn.execute("BEGIN IMMEDIATE")
+            yield _InTransaction(conn, self._statements)
+            await conn.execute("COMMIT")
+
+    def for_host(self, name: str, values: Mapping[str, Any]) -> tuple[str, Any]:
+        """The statement with its ``:name`` parameters, which sqlite3 binds from a dict."""
+        return self._statements[name], dict(values)
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._slots:
+            conn = self._idle.pop() if self._idle else await self._connect()
+            try:
+                yield conn
+            except BaseException:
+                # Whatever it was doing (a transaction left open, a statement still running in
+                # its thread after a cancellation), closing the connection rolls it back.
+                task = asyncio.ensure_future(_close_quietly(conn))
+                self._discarded.add(task)
+                task.add_done_callback(self._discarded.discard)
+                raise
+            self._idle.append(conn)
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self._path, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        await conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+
+class _InTransaction:
+    def __init__(self, conn: aiosqlite.Connection, statements: Mapping[str, str]) -> None:
+        self._conn = conn
+        self._statements = statements
+
+    async def fetch(self, name: str, values: Mapping[str, Any]) -> list[Row]:
+        return list(await self._conn.execute_fetchall(self._statements[name], values))
+
+    async def script(self, sql: str) -> None:
+        await self._conn.execute(sql)
+
+
+async def _close_quietly(conn: aiosqlite.Connection) -> None:
+    with contextlib.suppress(Exception):
+        await conn.close()
