@@ -12,6 +12,7 @@
 """
 
 import asyncio
+import os
 import sys
 import time
 import uuid
@@ -72,14 +73,18 @@ async def client_command(args: Any) -> dict[str, Any]:
 
 async def claims(args: Any) -> list[float]:
     """Time the worker's own claim path: ``Backend.job_claim`` for one job per call."""
-    from fastapi_equeue.backend import JobClaimParams
+    from fastapi_equeue.backend import JobClaimParams, WorkerParams
     from fastapi_equeue.backends import open_backend
     from fastapi_equeue.clock import SystemClock
 
     backend = open_backend(database_url(args.dsn), SystemClock())
     await backend.open()
     try:
-        params = JobClaimParams(worker_id=str(uuid.uuid4()), limit=1)
+        worker = WorkerParams(
+            id=str(uuid.uuid4()), hostname="bench", pid=os.getpid(), concurrency=1, queues=None
+        )
+        await backend.worker_register(worker)  # only a registered worker claims
+        params = JobClaimParams(worker_id=worker.id, limit=1)
 
         async def claim_one() -> int:
             return len(await backend.job_claim(params))

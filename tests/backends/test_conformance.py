@@ -80,15 +80,32 @@ async def insert_one(backend: Backend, **overrides: Any) -> JobRow:
     return rows[0]
 
 
+async def registered(backend: Backend, worker_id: str | None = None) -> str:
+    """A worker id with a row in the workers table: only a registered worker claims."""
+    params = worker(worker_id)
+    await backend.worker_register(params)
+    return params.id
+
+
 async def start_job(backend: Backend, worker_id: str | None = None, **overrides: Any) -> JobRow:
     """Insert a job in a queue of its own and claim it: a ``processing`` row."""
     overrides.setdefault("queue", f"q-{uuid.uuid4().hex[:8]}")
     inserted = await insert_one(backend, **overrides)
     claimed = await backend.job_claim(
-        JobClaimParams(worker_id=worker_id or new_worker_id(), limit=1, queues=(inserted.queue,))
+        JobClaimParams(
+            worker_id=await registered(backend, worker_id), limit=1, queues=(inserted.queue,)
+        )
     )
     assert [row.id for row in claimed] == [inserted.id]
     return claimed[0]
+
+
+async def start_lost_job(backend: Backend, **overrides: Any) -> JobRow:
+    """A ``processing`` row whose worker has no row any more (declared lost elsewhere)."""
+    row = await start_job(backend, **overrides)
+    assert row.worker_id is not None
+    await backend.worker_deregister(row.worker_id)
+    return row
 
 
 def outcome(row: JobRow, status: Any, **overrides: Any) -> JobCompleteParams:
@@ -114,7 +131,7 @@ async def claim_ids(
     backend: Backend, limit: int = 100, queues: tuple[str, ...] | None = None
 ) -> list[str]:
     rows = await backend.job_claim(
-        JobClaimParams(worker_id=new_worker_id(), limit=limit, queues=queues)
+        JobClaimParams(worker_id=await registered(backend), limit=limit, queues=queues)
     )
     return [row.id for row in rows]
 
@@ -249,7 +266,7 @@ class TestInsert:
 class TestClaim:
     async def test_claim_marks_jobs_processing_for_the_worker(self, backend: Backend) -> None:
         inserted = await insert_one(backend)
-        worker_id = new_worker_id()
+        worker_id = await registered(backend)
         before = utcnow()
 
         rows = await backend.job_claim(JobClaimParams(worker_id=worker_id, limit=10))
@@ -327,6 +344,20 @@ class TestClaim:
 
         assert await claim_ids(backend, queues=("nobody",)) == []
 
+    async def test_a_worker_without_a_row_claims_nothing_until_it_registers(
+        self, backend: Backend
+    ) -> None:
+        # A worker declared lost has had its row deleted: what it claimed before learning so
+        # would look abandoned to every rescuer at once, and run twice.
+        row = await insert_one(backend)
+        worker_id = new_worker_id()
+
+        assert await backend.job_claim(JobClaimParams(worker_id=worker_id, limit=5)) == []
+
+        await backend.worker_register(worker(worker_id))
+        claimed = await backend.job_claim(JobClaimParams(worker_id=worker_id, limit=5))
+        assert [r.id for r in claimed] == [row.id]
+
     async def test_claim_does_not_take_processing_or_finished_jobs(self, backend: Backend) -> None:
         running = await start_job(backend, queue="default")
         done = await start_job(backend, queue="default")
@@ -342,7 +373,7 @@ class TestClaim:
         )
 
         claimed = await backend.job_claim(
-            JobClaimParams(worker_id=new_worker_id(), limit=5, queues=(row.queue,))
+            JobClaimParams(worker_id=await registered(backend), limit=5, queues=(row.queue,))
         )
 
         assert [(r.id, r.status, r.attempts) for r in claimed] == [
@@ -426,7 +457,7 @@ class TestComplete:
             [outcome(row, "retrying", error=first_error, retry_delay=0.0)]
         )
         [again] = await backend.job_claim(
-            JobClaimParams(worker_id=new_worker_id(), limit=1, queues=(row.queue,))
+            JobClaimParams(worker_id=await registered(backend), limit=1, queues=(row.queue,))
         )
         second_error = error_for(2, "KeyError: 'second'")
 
@@ -818,10 +849,10 @@ def worker(worker_id: str | None = None) -> WorkerParams:
 
 
 class TestRescue:
-    async def test_job_of_a_worker_that_never_registered_goes_back_queued(
+    async def test_job_of_a_worker_whose_row_is_gone_goes_back_queued(
         self, backend: Backend
     ) -> None:
-        row = await start_job(backend)
+        row = await start_lost_job(backend)
         before = utcnow()
 
         rescued = await backend.job_rescue_stalled(30.0)
@@ -871,7 +902,7 @@ class TestRescue:
         assert await backend.worker_heartbeat(live.id) is True
 
     async def test_job_on_its_last_attempt_fails(self, backend: Backend) -> None:
-        row = await start_job(backend, max_attempts=1)
+        row = await start_lost_job(backend, max_attempts=1)
 
         [rescued] = await backend.job_rescue_stalled(30.0)
 
@@ -883,7 +914,7 @@ class TestRescue:
         assert await claim_ids(backend, queues=(row.queue,)) == []
 
     async def test_job_being_cancelled_ends_cancelled(self, backend: Backend) -> None:
-        row = await start_job(backend)
+        row = await start_lost_job(backend)
         await backend.job_cancel(row.id)
 
         [rescued] = await backend.job_rescue_stalled(30.0)
@@ -894,9 +925,9 @@ class TestRescue:
         assert rescued.cancel_requested is False
 
     async def test_rescue_is_idempotent_and_leaves_other_jobs_alone(self, backend: Backend) -> None:
-        row = await start_job(backend)
+        row = await start_lost_job(backend)
         queued = await insert_one(backend, queue="untouched")
-        done = await start_job(backend)
+        done = await start_lost_job(backend)
         await backend.job_complete_many([outcome(done, "completed", result=1)])
         done_row = await get(backend, done.id)
 
@@ -909,7 +940,7 @@ class TestRescue:
         assert await get(backend, done.id) == done_row
 
     async def test_the_lost_workers_late_write_is_fenced_off(self, backend: Backend) -> None:
-        row = await start_job(backend)
+        row = await start_lost_job(backend)
         await backend.job_rescue_stalled(30.0)
 
         written = await backend.job_complete_many([outcome(row, "completed", result="late")])

@@ -20,10 +20,13 @@ RETURNING *, pg_notify('equeue', 'cancel:' || id::text) IS NULL AS notified;
 -- SKIP LOCKED sits in the CTE so that concurrent claimers pass over each other's rows instead of
 -- queueing behind them; the CTE also fixes the LIMIT before the UPDATE, which a subquery in the
 -- UPDATE's WHERE would not guarantee. The ORDER BY matches equeue_jobs_claimable_idx.
+-- A worker declared lost (its row deleted) claims nothing until it registers again: jobs it took
+-- in the meantime would look abandoned to every rescuer and run twice.
 WITH due AS (
     SELECT id
     FROM equeue_jobs
     WHERE status IN ('queued', 'retrying') AND scheduled_at <= now()
+      AND EXISTS (SELECT 1 FROM equeue_workers WHERE id = CAST(:worker_id AS uuid))
     ORDER BY priority DESC, scheduled_at, id
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
@@ -41,6 +44,7 @@ WITH due AS (
     SELECT id
     FROM equeue_jobs
     WHERE status IN ('queued', 'retrying') AND scheduled_at <= now()
+      AND EXISTS (SELECT 1 FROM equeue_workers WHERE id = CAST(:worker_id AS uuid))
       AND queue IN (SELECT jsonb_array_elements_text(CAST(CAST(:queues AS text) AS jsonb)))
     ORDER BY priority DESC, scheduled_at, id
     LIMIT :limit

@@ -20,12 +20,14 @@ RETURNING *;
 -- The subquery's ORDER BY matches equeue_jobs_claimable_idx; INDEXED BY keeps the planner on it
 -- (without statistics it prefers the status index and sorts every queued row, per claim). The
 -- write lock taken by BEGIN IMMEDIATE is what keeps two claimers apart (SQLite has no row locks).
+-- A worker declared lost (its row deleted) claims nothing until it registers again.
 UPDATE equeue_jobs
 SET status = 'processing', attempts = attempts + 1, started_at = :now, worker_id = :worker_id
 WHERE id IN (
     SELECT id
     FROM equeue_jobs INDEXED BY equeue_jobs_claimable_idx
     WHERE status IN ('queued', 'retrying') AND scheduled_at <= :now
+      AND EXISTS (SELECT 1 FROM equeue_workers WHERE id = :worker_id)
     ORDER BY priority DESC, scheduled_at, id
     LIMIT :limit)
 RETURNING *;
@@ -38,6 +40,7 @@ WHERE id IN (
     SELECT id
     FROM equeue_jobs INDEXED BY equeue_jobs_claimable_idx
     WHERE status IN ('queued', 'retrying') AND scheduled_at <= :now
+      AND EXISTS (SELECT 1 FROM equeue_workers WHERE id = :worker_id)
       AND queue IN (SELECT value FROM json_each(:queues))
     ORDER BY priority DESC, scheduled_at, id
     LIMIT :limit)
