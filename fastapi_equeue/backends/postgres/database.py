@@ -100,6 +100,7 @@ class PostgresDatabase:
                     max_size=POOL_SIZE,
                     timeout=CONNECT_TIMEOUT,
                     init=_init_connection,
+                    reset=_keep_session,
                 )
             return self._pool
 
@@ -117,6 +118,15 @@ class _InTransaction:
 
     async def script(self, sql: str) -> None:
         await self._conn.execute(sql)
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Nothing to undo when a connection goes back to the pool.
+
+    asyncpg's default reset sends RESET ALL, UNLISTEN * and friends: one more round trip per
+    statement. These connections never change session state (settings, LISTEN, session locks,
+    cursors), and asyncpg still rolls back a transaction that was left open.
+    """
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
