@@ -85,6 +85,8 @@ class JobInsertParams:
     delay: float = 0.0
     run_at: datetime | None = None
     idempotency_key: str | None = None
+    payload_json: str | None = None
+    """``payload`` as JSON text, when the caller has encoded it already."""
 
 
 @dataclass(frozen=True, slots=True)

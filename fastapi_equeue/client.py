@@ -306,7 +306,7 @@ class QueueClient:
         self, job_type: str, payload: Mapping[str, Any] | None, options: Mapping[str, Any]
     ) -> JobInsertParams:
         task = self._registry.get(job_type)
-        stored, size = task.prepare_payload(payload)
+        stored, encoded, size = task.prepare_payload(payload)
         if size > self._config.max_payload_bytes:
             raise PayloadTooLarge(size, self._config.max_payload_bytes)
         queue = options.get("queue")
@@ -317,6 +317,7 @@ class QueueClient:
             job_type=task.name,
             queue=_queue(queue) if queue is not None else task.queue,
             payload=stored,
+            payload_json=encoded,
             priority=_priority(priority) if priority is not None else task.priority,
             max_attempts=_max_attempts(max_attempts)
             if max_attempts is not None

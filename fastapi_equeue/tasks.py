@@ -60,8 +60,9 @@ class Task(Generic[P, R]):
         """The payload as it will be stored (JSON-ready), or ``InvalidPayload`` naming the field."""
         return self.prepare_payload(payload)[0]
 
-    def prepare_payload(self, payload: Mapping[str, Any] | None) -> tuple[dict[str, Any], int]:
-        """``validate_payload`` and the stored payload's size (``payload_size``) in one pass."""
+    def prepare_payload(self, payload: Mapping[str, Any] | None) -> tuple[dict[str, Any], str, int]:
+        """``validate_payload``, the stored payload's JSON text (``encode_json``) and its size
+        (``payload_size``) in one pass: the text is what gets stored."""
         if payload is None:
             payload = {}
         if not isinstance(payload, Mapping):
@@ -77,10 +78,11 @@ class Task(Generic[P, R]):
         if model.model_extra:
             dumped.update(model.model_extra)
         try:
-            size = payload_size(dumped)
+            encoded = encode_json(dumped)
+            size = encoded_size(encoded)  # a lone surrogate fails here: UTF-8 cannot hold it
         except (TypeError, ValueError) as exc:
             raise InvalidPayload(self.name, f"the payload is not JSON: {exc}", []) from None
-        return dumped, size
+        return dumped, encoded, size
 
     def arguments(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """Typed keyword arguments for one call, from a stored payload."""
@@ -155,7 +157,12 @@ def encode_json(value: Any) -> str:
 
 def payload_size(payload: Mapping[str, Any]) -> int:
     """The payload's size as the contract defines it: its JSON encoding in UTF-8 bytes."""
-    return len(encode_json(payload).encode())
+    return encoded_size(encode_json(payload))
+
+
+def encoded_size(encoded: str) -> int:
+    """The size in UTF-8 bytes of JSON text made by ``encode_json``."""
+    return len(encoded) if encoded.isascii() else len(encoded.encode())
 
 
 def _validate_options(task: Task[Any, Any]) -> None:

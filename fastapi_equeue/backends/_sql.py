@@ -100,6 +100,18 @@ class SQLBackend(ABC):
         """One ``equeue_jobs`` row as a ``JobRow``."""
 
     @abstractmethod
+    def _decode_time(self, value: Any) -> datetime:
+        """A timestamp column's value as an aware ``datetime``."""
+
+    @abstractmethod
+    def _stored_payload(self, row: Row, params: JobInsertParams) -> dict[str, Any]:
+        """The payload of a row ``job_insert_many`` returned, as reading the job would give it."""
+
+    @abstractmethod
+    def _insert_values(self, params: Sequence[JobInsertParams]) -> dict[str, Any]:
+        """The parameters of ``job_insert_many`` for these jobs."""
+
+    @abstractmethod
     def _announce(self, conn: "AsyncConnection | None", notification: Notification) -> None:
         """Tell this process's listeners once the write is committed (if the database cannot)."""
 
@@ -180,9 +192,26 @@ class SQLBackend(ABC):
     async def job_insert_many(
         self, params: Sequence[JobInsertParams], *, conn: "AsyncConnection | None" = None
     ) -> list[JobRow]:
-        """Insert jobs in one statement; rows whose idempotency key exists are skipped."""
-        payload = json.dumps([self._insert(p) for p in params])
-        rows = await self._write("job_insert_many", {"rows": payload}, conn)
+        """Insert jobs in one statement; rows whose idempotency key exists are skipped.
+
+        The statement returns only what the database decided (id, times, and where the database
+        normalises JSON the payload): the rest of each row is what was inserted.
+        """
+        if not params:
+            return []
+        written = await self._run("job_insert_many", self._insert_values(params), conn)
+        by_id = {p.id: p for p in params}
+        rows = []
+        for row in written:
+            p = by_id[str(row["id"])]
+            rows.append(
+                _inserted(
+                    p,
+                    self._stored_payload(row, p),
+                    self._decode_time(row["created_at"]),
+                    self._decode_time(row["scheduled_at"]),
+                )
+            )
         if rows:
             self._announce(conn, Notification("available", tuple({row.queue for row in rows})))
         return rows
@@ -298,19 +327,6 @@ class SQLBackend(ABC):
         result = await conn.exec_driver_sql(sql, parameters)
         return list(result.mappings())
 
-    def _insert(self, p: JobInsertParams) -> dict[str, Any]:
-        return {
-            "id": p.id,
-            "job_type": p.job_type,
-            "queue": p.queue,
-            "payload": p.payload,
-            "priority": p.priority,
-            "max_attempts": p.max_attempts,
-            "delay": self._seconds(p.delay),
-            "run_at": self._time(p.run_at) if p.run_at is not None else None,
-            "idempotency_key": p.idempotency_key,
-        }
-
     def _outcome(self, p: JobCompleteParams) -> dict[str, Any]:
         error = None
         if p.error is not None:
@@ -345,6 +361,31 @@ def decode_errors(value: Any) -> tuple[AttemptError, ...]:
             worker_id=item.get("worker_id"),
         )
         for item in items
+    )
+
+
+def _inserted(
+    p: JobInsertParams, payload: dict[str, Any], created_at: datetime, scheduled_at: datetime
+) -> JobRow:
+    return JobRow(
+        id=p.id,
+        job_type=p.job_type,
+        queue=p.queue,
+        status=JobStatus.QUEUED,
+        payload=payload,
+        priority=p.priority,
+        attempts=0,
+        max_attempts=p.max_attempts,
+        created_at=created_at,
+        scheduled_at=scheduled_at,
+        started_at=None,
+        finished_at=None,
+        result=None,
+        last_error=None,
+        errors=(),
+        idempotency_key=p.idempotency_key,
+        worker_id=None,
+        cancel_requested=False,
     )
 
 

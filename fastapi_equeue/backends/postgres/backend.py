@@ -1,13 +1,15 @@
 """``PostgresBackend``: the named queries of ``queries.sql`` run on asyncpg."""
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fastapi_equeue.backend import Capabilities, JobRow, Notification
+from fastapi_equeue.backend import Capabilities, JobInsertParams, JobRow, Notification
 from fastapi_equeue.backends._sql import Row, SQLBackend, decode_errors
 from fastapi_equeue.backends.postgres.database import PostgresDatabase
 from fastapi_equeue.backends.postgres.notifier import PostgresNotifier
 from fastapi_equeue.jobs import JobStatus
+from fastapi_equeue.tasks import encode_json
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -36,6 +38,32 @@ class PostgresBackend(SQLBackend):
 
     def _seconds(self, value: float) -> Any:
         return value
+
+    def _decode_time(self, value: Any) -> datetime:
+        return value  # type: ignore[no-any-return]
+
+    def _stored_payload(self, row: Row, params: JobInsertParams) -> dict[str, Any]:
+        # jsonb rewrites numbers (2.5e+22 reads back as 25000000000000000000000): what a later
+        # read returns is what the insert returns.
+        return row["payload"]  # type: ignore[no-any-return]
+
+    def _insert_values(self, params: Sequence[JobInsertParams]) -> dict[str, Any]:
+        # One array per column: asyncpg encodes them in C, and payloads go as the text they
+        # were validated into, never encoded twice.
+        return {
+            "ids": [p.id for p in params],
+            "job_types": [p.job_type for p in params],
+            "queues": [p.queue for p in params],
+            "payloads": [
+                p.payload_json if p.payload_json is not None else encode_json(p.payload)
+                for p in params
+            ],
+            "priorities": [p.priority for p in params],
+            "max_attempts": [p.max_attempts for p in params],
+            "delays": [p.delay for p in params],
+            "run_ats": [p.run_at for p in params],
+            "keys": [p.idempotency_key for p in params],
+        }
 
     def _announce(self, conn: "AsyncConnection | None", notification: Notification) -> None:
         # The statements NOTIFY themselves, so every process (this one included) hears it at commit.

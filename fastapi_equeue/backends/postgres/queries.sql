@@ -121,22 +121,25 @@ FROM equeue_jobs
 WHERE idempotency_key IN (SELECT jsonb_array_elements_text(CAST(CAST(:keys AS text) AS jsonb)));
 
 -- name: job_insert_many
--- Insert a batch of jobs (a JSON array) in one statement and wake the workers of their queues.
+-- Insert a batch of jobs (one array per column) in one statement and wake their queues' workers.
 -- A key that exists already skips its row: ON CONFLICT waits for a concurrent inserter of the
 -- same key to commit, so concurrent enqueues with one key make one row.
 -- The wake-up is one NOTIFY per queue per statement, sent at commit (also the host's commit).
 WITH inserted AS (
     INSERT INTO equeue_jobs (
         id, job_type, queue, payload, priority, max_attempts, scheduled_at, idempotency_key)
-    SELECT r.id, r.job_type, r.queue, r.payload, r.priority, r.max_attempts,
+    SELECT r.id, r.job_type, r.queue, CAST(r.payload AS jsonb), r.priority, r.max_attempts,
            coalesce(r.run_at, now() + make_interval(secs => r.delay)), r.idempotency_key
-    FROM jsonb_to_recordset(CAST(CAST(:rows AS text) AS jsonb)) AS r(
-        id uuid, job_type text, queue text, payload jsonb, priority integer,
-        max_attempts integer, delay double precision, run_at timestamptz, idempotency_key text)
+    FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:job_types AS text[]), CAST(:queues AS text[]),
+        CAST(:payloads AS text[]), CAST(:priorities AS integer[]),
+        CAST(:max_attempts AS integer[]), CAST(:delays AS double precision[]),
+        CAST(:run_ats AS timestamptz[]), CAST(:keys AS text[])
+    ) AS r(id, job_type, queue, payload, priority, max_attempts, delay, run_at, idempotency_key)
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-    RETURNING *
+    RETURNING id, queue, payload, created_at, scheduled_at
 )
-SELECT inserted.*,
+SELECT inserted.id, inserted.payload, inserted.created_at, inserted.scheduled_at,
        (SELECT count(pg_notify('equeue', 'available:' || q.queue))
         FROM (SELECT DISTINCT queue FROM inserted) AS q) AS notified
 FROM inserted;

@@ -1,10 +1,11 @@
 """``SQLiteBackend``: the named queries of ``queries.sql`` run on aiosqlite."""
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fastapi_equeue.backend import Capabilities, JobRow, Notification
+from fastapi_equeue.backend import Capabilities, JobInsertParams, JobRow, Notification
 from fastapi_equeue.backends._notify import LocalNotifier
 from fastapi_equeue.backends._sql import Row, SQLBackend, decode_errors
 from fastapi_equeue.backends.sqlite.database import SQLiteDatabase
@@ -38,6 +39,30 @@ class SQLiteBackend(SQLBackend):
 
     def _seconds(self, value: float) -> Any:
         return round(value * 1_000_000)
+
+    def _decode_time(self, value: Any) -> datetime:
+        return _datetime(value)
+
+    def _stored_payload(self, row: Row, params: JobInsertParams) -> dict[str, Any]:
+        # Stored as the JSON text of this very payload, which reads back equal.
+        return params.payload
+
+    def _insert_values(self, params: Sequence[JobInsertParams]) -> dict[str, Any]:
+        rows = [
+            {
+                "id": p.id,
+                "job_type": p.job_type,
+                "queue": p.queue,
+                "payload": p.payload,
+                "priority": p.priority,
+                "max_attempts": p.max_attempts,
+                "delay": self._seconds(p.delay),
+                "run_at": self._time(p.run_at) if p.run_at is not None else None,
+                "idempotency_key": p.idempotency_key,
+            }
+            for p in params
+        ]
+        return {"rows": json.dumps(rows)}
 
     def _announce(self, conn: "AsyncConnection | None", notification: Notification) -> None:
         if conn is None:

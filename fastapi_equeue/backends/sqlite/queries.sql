@@ -108,7 +108,7 @@ FROM json_each(:rows)
 -- "WHERE true" resolves the parser's ambiguity between ON CONFLICT and a join's ON clause.
 WHERE true
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING *;
+RETURNING id, created_at, scheduled_at;
 
 -- name: job_list
 -- A page of jobs, newest first, after a keyset position, with optional filters.
