@@ -61,20 +61,23 @@ class PostgresDatabase:
         arguments = [values[key] for key in names]
         pool = self._pool or await self._open()
         for attempt in (1, 2):
-            async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
-                try:
-                    return await conn.fetch(sql, *arguments)  # type: ignore[no-any-return]
-                except (*_STALE, OSError) as exc:
-                    # The others in the pool are likely as dead: replace them all.
-                    with contextlib.suppress(asyncpg.InterfaceError):
-                        conn.terminate()
-                    await pool.expire_connections()
-                    # A read is sent again once; a write may have committed before the
-                    # connection was lost, so its caller hears that it may try again.
-                    if not read_only or attempt == 2:
-                        raise ConnectionResetError(
-                            f"the database connection was lost: {exc}"
-                        ) from exc
+            # asyncio.timeout rather than acquire(timeout=): on Python 3.11 the latter runs
+            # every acquire in a task of its own, a loop iteration per statement.
+            async with asyncio.timeout(ACQUIRE_TIMEOUT):
+                conn = await pool.acquire()
+            try:
+                return await conn.fetch(sql, *arguments)  # type: ignore[no-any-return]
+            except (*_STALE, OSError) as exc:
+                # The others in the pool are likely as dead: replace them all.
+                with contextlib.suppress(asyncpg.InterfaceError):
+                    conn.terminate()
+                await pool.expire_connections()
+                # A read is sent again once; a write may have committed before the
+                # connection was lost, so its caller hears that it may try again.
+                if not read_only or attempt == 2:
+                    raise ConnectionResetError(f"the database connection was lost: {exc}") from exc
+            finally:
+                await pool.release(conn)
         raise AssertionError("unreachable")
 
     @asynccontextmanager
