@@ -20,10 +20,11 @@ class JobOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     queue: str | None = Field(None, min_length=1, max_length=MAX_QUEUE_NAME)
-    priority: int | None = Field(None, ge=-MAX_PRIORITY, le=MAX_PRIORITY)
-    delay: float | None = Field(None, ge=0, le=MAX_DELAY, allow_inf_nan=False)
+    # Strict: pydantic would otherwise read true as 1 and "5" as 5, which the client refuses.
+    priority: int | None = Field(None, ge=-MAX_PRIORITY, le=MAX_PRIORITY, strict=True)
+    delay: float | None = Field(None, ge=0, le=MAX_DELAY, allow_inf_nan=False, strict=True)
     run_at: AwareDatetime | None = None
-    max_attempts: int | None = Field(None, ge=1, le=MAX_ATTEMPTS_LIMIT)
+    max_attempts: int | None = Field(None, ge=1, le=MAX_ATTEMPTS_LIMIT, strict=True)
     idempotency_key: str | None = Field(None, min_length=1, max_length=MAX_IDEMPOTENCY_KEY)
 
     @field_validator("run_at", mode="before")
