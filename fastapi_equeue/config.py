@@ -23,6 +23,8 @@ MAX_ERROR_CHARS = 2000
 MAX_PAYLOAD_DEPTH = 64
 """Deeper payloads are refused: databases' JSON parsers have nesting limits of their own."""
 COMPLETION_BATCH = 100
+COMPLETION_LINGER = 0.01
+"""Seconds an outcome may wait for more to share its write, while other jobs are running."""
 MAX_DELAY = 10 * 365 * 86400.0
 """The longest delay (enqueue ``delay``, ``retry_delay``) in seconds: ten years."""
 

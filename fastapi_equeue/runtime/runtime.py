@@ -49,7 +49,10 @@ class Runtime:
         self.worker_id = new_job_id()
         self._backend = backend
         self._config = config
-        self._completer = Completer(backend)
+        # Outcomes wait for company while jobs run or a claim may bring more.
+        self._completer = Completer(
+            backend, others_running=lambda: bool(self.producer.running) or self.producer.claiming
+        )
         executor = Executor(registry, worker_id=self.worker_id, clock=clock, threads=concurrency)
         self.producer = Producer(
             backend,

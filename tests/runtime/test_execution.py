@@ -183,6 +183,46 @@ async def test_concurrency_limit_caps_jobs_running_at_once(
     assert peak == 3
 
 
+async def test_outcomes_that_trickle_in_while_jobs_run_share_their_writes(
+    make_queue: Callable[..., EQueue],
+) -> None:
+    # Twenty jobs end a millisecond apart: each outcome waits (up to the completer's linger)
+    # for the others to share its commit, instead of costing a write of its own.
+    queue = make_queue(concurrency=20)
+    started = 0
+    all_started = asyncio.Event()
+
+    @queue.task
+    async def staggered(n: int) -> int:
+        nonlocal started
+        started += 1
+        if started == 20:
+            all_started.set()
+        await asyncio.wait_for(all_started.wait(), 10)
+        await asyncio.sleep(n * 0.001)
+        return n
+
+    writes: list[int] = []
+    async with queue:
+        backend = queue._backend
+        assert backend is not None
+        complete_many = backend.job_complete_many
+
+        async def counting(params: Any) -> set[str]:
+            writes.append(len(params))
+            return await complete_many(params)
+
+        backend.job_complete_many = counting  # type: ignore[method-assign]
+        jobs = await queue.client.enqueue_many(
+            [{"job_type": "staggered", "payload": {"n": n}} for n in range(20)]
+        )
+        done = [await queue.client.wait(job.id, timeout=20) for job in jobs]
+
+    assert [job.result for job in done] == list(range(20))
+    assert sum(writes) == 20
+    assert len(writes) <= 5, writes
+
+
 async def test_result_that_is_not_json_serialisable_fails_the_attempt(
     make_queue: Callable[..., EQueue],
 ) -> None:
