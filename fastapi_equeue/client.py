@@ -288,6 +288,7 @@ class QueueClient:
         unsubscribe = self._backend.notifier.subscribe(on_notification)
         try:
             async with asyncio.timeout(timeout):
+                await self._backend.notifier.start()
                 while True:
                     changed.clear()
                     row = await self._backend.job_get(canonical)

@@ -224,7 +224,12 @@ class EQueue:
 
     @asynccontextmanager
     async def connected(self) -> AsyncIterator[QueueClient]:
-        """Connect, migrate (with ``auto_migrate``) and listen, without running workers."""
+        """Connect and migrate (with ``auto_migrate``), without running workers.
+
+        Listening for notifications starts with the first thing that needs them (workers, a
+        ``wait``): an app that only enqueues keeps no listening connection, and does not hear
+        every job it enqueues announced back to it.
+        """
         if self._backend is not None:
             yield self.client
             return
@@ -235,7 +240,6 @@ class EQueue:
                 applied = await backend.migrate()
                 if applied:
                     logger.info("applied migrations %s", ", ".join(applied))
-            await backend.notifier.start()
             self._backend = backend
             self._client = QueueClient(backend, self.registry, self.config)
             yield self._client

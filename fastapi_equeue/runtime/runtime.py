@@ -82,6 +82,7 @@ class Runtime:
     async def start(self) -> None:
         """Register the worker and start every loop."""
         await self._heartbeat.register()
+        await self._backend.notifier.start()
         self._unsubscribe = self._backend.notifier.subscribe(self.producer.on_notification)
         config = self._config
         # Without NOTIFY a cancel request is only seen by looking; with it, looking is a backstop.

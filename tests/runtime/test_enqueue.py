@@ -403,3 +403,25 @@ async def test_wait_with_a_timeout_on_a_job_that_never_finishes_raises_timeout_e
 
     assert after is not None
     assert after.status is JobStatus.QUEUED
+
+
+@pytest.mark.postgres_only
+async def test_an_app_that_only_enqueues_listens_only_once_it_waits(
+    make_queue: Callable[..., EQueue],
+) -> None:
+    # A web process with concurrency=0 keeps no LISTEN connection (nor hears every job it
+    # enqueues announced back to it) until something needs the notifications.
+    queue = _enqueue_only(make_queue)
+
+    async with queue:
+        backend = queue._backend
+        assert backend is not None
+        notifier: Any = backend.notifier
+        job = await queue.client.enqueue("note", {"text": "unheard"})
+        listening_after_enqueue = notifier.connected
+        with pytest.raises(TimeoutError):
+            await queue.client.wait(job.id, timeout=0.3)
+        listening_after_wait = notifier.connected
+
+    assert listening_after_enqueue is False
+    assert listening_after_wait is True
