@@ -188,7 +188,8 @@ class Producer:
                 break
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._wake.wait()
             free = self._concurrency - self._busy()
         return free
 
@@ -197,8 +198,11 @@ class Producer:
 
     async def _sleep(self) -> None:
         timeout = self._poll_interval * random.uniform(0.8, 1.0)
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for wraps the wait in a task of its
+        # own, one more loop iteration between a wake-up and the claim it triggers.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
 
     async def _back_off(self, exc: Exception, failures: int) -> None:
         delay = min(MAX_BACKOFF, self._poll_interval * 2 ** (failures - 1)) * random.uniform(0.5, 1)
