@@ -32,12 +32,17 @@ class SQLiteDatabase:
         self._idle: list[aiosqlite.Connection] = []
         self._slots = asyncio.Semaphore(POOL_SIZE)
         self._discarded: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     async def close(self) -> None:
-        """Close every idle connection (and those dropped after an error)."""
+        """Close every idle connection; one in use is closed when its statement ends.
+
+        Each connection is a (non-daemon) thread: one left open would keep the process alive.
+        """
+        self._closed = True
         idle, self._idle = self._idle, []
         for conn in idle:
-            await conn.close()
+            await _close_quietly(conn)
         if self._discarded:
             await asyncio.gather(*self._discarded, return_exceptions=True)
 
@@ -75,11 +80,17 @@ class SQLiteDatabase:
             except BaseException:
                 # Whatever it was doing (a transaction left open, a statement still running in
                 # its thread after a cancellation), closing the connection rolls it back.
-                task = asyncio.ensure_future(_close_quietly(conn))
-                self._discarded.add(task)
-                task.add_done_callback(self._discarded.discard)
+                self._discard(conn)
                 raise
-            self._idle.append(conn)
+            if self._closed:
+                self._discard(conn)
+            else:
+                self._idle.append(conn)
+
+    def _discard(self, conn: aiosqlite.Connection) -> None:
+        task = asyncio.ensure_future(_close_quietly(conn))
+        self._discarded.add(task)
+        task.add_done_callback(self._discarded.discard)
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self._path, isolation_level=None)
