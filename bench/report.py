@@ -1,14 +1,16 @@
-"""The results as one table of medians (with ratios to the best peer), a Markdown report with
-the machine and PostgreSQL facts, and a matplotlib plot."""
+"""The results as one table of medians (with ratios to the best peer) and one of the issue's
+targets, a Markdown report with the query plans and the machine and PostgreSQL facts, and a
+matplotlib plot."""
 
 import argparse
+import re
 import statistics
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from libraries import OURS, Library
+from libraries import EQUEUE, OURS, Library
 
 if TYPE_CHECKING:
     from run import Results
@@ -58,17 +60,29 @@ def number(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+def best_peer(
+    results: "Results", metric: str, libs: list[Library], higher_is_better: bool
+) -> tuple[str, float] | None:
+    """The best median of the libraries other than fastapi_equeue on ``metric``, and whose."""
+    by_lib = results.values.get(metric, {})
+    peers = {
+        lib.name: value
+        for lib in libs
+        if lib.name != OURS and (value := median(by_lib.get(lib.name)))
+    }
+    if not peers:
+        return None
+    pick = max if higher_is_better else min
+    name = pick(peers, key=lambda name: peers[name])
+    return name, peers[name]
+
+
 def cells(results: "Results", row: Row, libs: list[Library]) -> tuple[list[str], str]:
     """One row's cells (value and ratio to the best peer) and the best peer's name."""
     by_lib = results.values.get(row.metric, {})
     medians = {lib.name: median(by_lib.get(lib.name)) for lib in libs}
-    peers = {name: value for name, value in medians.items() if name != OURS and value}
-    best_name = ""
-    best: float | None = None
-    if peers and not row.ours_only:
-        pick = max if row.higher_is_better else min
-        best_name = pick(peers, key=lambda name: peers[name])
-        best = peers[best_name]
+    peer = None if row.ours_only else best_peer(results, row.metric, libs, row.higher_is_better)
+    best_name, best = peer if peer else ("", None)
     out = []
     for lib in libs:
         value = medians[lib.name]
@@ -91,14 +105,111 @@ def table(results: "Results", libs: list[Library], args: argparse.Namespace) -> 
     return [header, *body]
 
 
-def console_table(results: "Results", libs: list[Library], args: argparse.Namespace) -> str:
-    grid = table(results, libs, args)
+@dataclass(frozen=True)
+class Target:
+    """A goal of the issue: a ratio to the best peer (``ratio``) or a bound (``limit``)."""
+
+    label: str
+    metric: str
+    unit: str
+    higher_is_better: bool
+    ratio: float | None = None
+    limit: float | None = None
+    strict: bool = False
+    """``<`` / ``>`` rather than ``<=`` / ``>=``."""
+    needs_big: bool = False
+    """Stated for a history of ``TARGET_BIG_ROWS`` finished jobs."""
+    digits: int = 0
+
+
+TARGET_BIG_ROWS = 10_000_000
+
+
+def targets(args: argparse.Namespace) -> list[Target]:
+    big = f"{args.big_rows:,}"
+    return [
+        Target("processing, default config", "process.default.db", "jobs/s", True, ratio=2.0),
+        Target("processing, concurrency 10", "process.c10.db", "jobs/s", True, ratio=2.0),
+        Target("processing, concurrency 50", "process.c50.db", "jobs/s", True, ratio=2.0),
+        Target(f"processing on {big} finished", "big.process", "jobs/s", True, ratio=2.0,
+               needs_big=True),
+        Target("pickup latency p50", "latency.p50", "ms", False, limit=1.2, digits=2),
+        Target("pickup latency p99", "latency.p99", "ms", False, limit=2.5, digits=2),
+        Target("enqueue, 1 job per call", "enqueue", "jobs/s", True, ratio=1.0),
+        Target("enqueue, bulk 1,000 per call", "bulk", "jobs/s", True, ratio=1.5),
+        Target(f"claim 1 job p99, {big} finished", "big.claim.p99", "ms", False, limit=10.0,
+               strict=True, needs_big=True, digits=2),
+        Target("SQLite processing, one process", "sqlite.process", "jobs/s", True, limit=3000.0),
+        Target("worker peak RSS idle", "rss.idle", "MiB", False, limit=60.0, digits=1),
+    ]  # fmt: skip
+
+
+def goal(target: Target) -> str:
+    if target.ratio is not None:
+        return f">= {target.ratio:.1f}x the best peer"
+    sign = (">" if target.higher_is_better else "<") + ("" if target.strict else "=")
+    return f"{sign} {target.limit:,g} {target.unit}"
+
+
+def reached(target: Target, value: float, bound: float) -> bool:
+    if target.higher_is_better:
+        return value > bound if target.strict else value >= bound
+    return value < bound if target.strict else value <= bound
+
+
+def verdict(target: Target, ours: float | None, ratio: float | None, big_rows: int) -> str:
+    """met, missed, or why it could not be judged."""
+    if ours is None:
+        return "not measured"
+    if target.needs_big and big_rows < TARGET_BIG_ROWS:
+        return f"not measured at {TARGET_BIG_ROWS:,} rows"
+    if target.ratio is not None:
+        if ratio is None:
+            return "not measured (no peer)"
+        return "met" if reached(target, ratio, target.ratio) else "missed"
+    assert target.limit is not None
+    return "met" if reached(target, ours, target.limit) else "missed"
+
+
+def target_table(
+    results: "Results", libs: list[Library], args: argparse.Namespace
+) -> list[list[str]]:
+    """One row per target: fastapi_equeue's median, the best peer's, the ratio, the verdict."""
+    header = ["target", "goal", OURS, "best peer", "ratio", "result"]
+    body = []
+    for target in targets(args):
+        ours = median(results.values.get(target.metric, {}).get(OURS))
+        peer = best_peer(results, target.metric, libs, target.higher_is_better)
+        ratio = ours / peer[1] if ours is not None and peer else None
+        body.append(
+            [
+                target.label,
+                goal(target),
+                "not measured" if ours is None else f"{number(ours, target.digits)} {target.unit}",
+                f"{peer[0]} {number(peer[1], target.digits)} {target.unit}" if peer else "-",
+                "-" if ratio is None else f"{ratio:.2f}x",
+                verdict(target, ours, ratio, args.big_rows),
+            ]
+        )
+    return [header, *body]
+
+
+def text_grid(grid: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in grid) for i in range(len(grid[0]))]
-    lines = [f"medians of {args.rounds} round(s); (x) = ratio to the best peer"]
+    lines = []
     for index, r in enumerate(grid):
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
         if index == 0:
             lines.append("  ".join("-" * w for w in widths))
+    return lines
+
+
+def console_table(results: "Results", libs: list[Library], args: argparse.Namespace) -> str:
+    """The medians table, then the targets, as plain text."""
+    lines = [f"medians of {args.rounds} round(s); (x) = ratio to the best peer"]
+    lines += text_grid(table(results, libs, args))
+    lines += ["", "targets"]
+    lines += text_grid(target_table(results, libs, args))
     return "\n".join(lines)
 
 
@@ -144,6 +255,107 @@ def detail_table(results: "Results", libs: list[Library]) -> str:
                 ]
             )
     return markdown_table(grid)
+
+
+def targets_section(results: "Results", libs: list[Library], args: argparse.Namespace) -> list[str]:
+    grid = target_table(results, libs, args)
+    verdicts = [r[-1] for r in grid[1:]]
+    judged = sum(v in ("met", "missed") for v in verdicts)
+    return [
+        "## Targets",
+        "",
+        "The issue's goals, judged on the medians above. A ratio is fastapi_equeue's median over "
+        "the best peer's on the same row of the same run (for processing, the same config "
+        "label); a goal in ms or MiB is absolute, its ratio shown for comparison. The big-history "
+        f"goals are stated for {TARGET_BIG_ROWS:,} finished jobs and are not judged on fewer. "
+        f"Met: {verdicts.count('met')} of {judged} judged, {len(verdicts) - judged} not measured.",
+        "",
+        markdown_table(grid),
+    ]
+
+
+# What each plan should show; the "seen" line under it is read from the plan itself.
+LOOK_FOR = {
+    "job_claim": (
+        "The CTE should read `equeue_jobs_claimable_idx` (the partial index of queued and "
+        "retrying rows, in the claim's order) under Limit and LockRows, with no Sort and no Seq "
+        "Scan: its rows and buffers stay in the tens however many finished rows the table holds. "
+        "The InitPlan on `equeue_workers_pkey` is the one-time check that the worker is "
+        "registered (a worker declared lost claims nothing)."
+    ),
+    "job_complete_many": (
+        "Each outcome should reach its row through an index (the primary key, or the partial "
+        "index of processing rows), with no Seq Scan over `equeue_jobs`: the Update's rows and "
+        "buffers grow with the batch, not with the table."
+    ),
+    "job_insert_many": (
+        "One row inserted, `equeue_jobs_idempotency_key_idx` as the conflict arbiter; its buffers "
+        "are the heap page plus a leaf of every index on `equeue_jobs`, each index a cost paid "
+        "on every enqueue."
+    ),
+}
+_INDEX = re.compile(r"\busing (\w+)|Conflict Arbiter Indexes: ([\w, ]+)")
+_SORT = re.compile(r"^\s*(?:->\s+)?(?:Incremental )?Sort \(", re.MULTILINE)
+_BUFFERS = re.compile(r"Buffers: (.+)")
+_EXECUTION = re.compile(r"Execution Time: (.+)")
+
+
+def seen(plan: str) -> str:
+    """The facts the "look for" sentences ask about, read from a plan's text."""
+    indexes: list[str] = []
+    for match in _INDEX.finditer(plan):
+        for name in (match[1] or match[2]).split(", "):
+            if name not in indexes:
+                indexes.append(name)
+    scans = plan.count(f"Seq Scan on {EQUEUE.tables[0]} ")
+    buffers = _BUFFERS.search(plan)
+    execution = _EXECUTION.search(plan)
+    return "; ".join(
+        [
+            "indexes in the plan " + (", ".join(f"`{name}`" for name in indexes) or "none"),
+            f"Sort nodes: {len(_SORT.findall(plan))}",
+            f"Seq Scans on `{EQUEUE.tables[0]}`: {scans}",
+            f"buffers (whole statement): {buffers[1] if buffers else '?'}",
+            f"execution {execution[1] if execution else '?'}",
+        ]
+    )
+
+
+def plans_section(notes: dict[str, Any]) -> list[str]:
+    lines = ["## Query plans", ""]
+    found = notes.get("plans")
+    if not found:
+        lines.append(
+            "Not measured in this run: fastapi_equeue was not benchmarked, the step failed (see "
+            "the failures below), or the run predates the query plans."
+        )
+        return lines
+    rows = ", ".join(f"{count:,} {status}" for status, count in found["rows"].items())
+    where = (
+        "They ran on a copy of the big-history database with the processing scenario's backlog "
+        "queued"
+        if found["big"]
+        else "This run has no big history for fastapi_equeue (`--no-big`, `big` not among the "
+        "scenarios, or its build failed), so they ran on a small fresh database: "
+        f"{found['history']:,} completed jobs made as the big history's are, plus the processing "
+        "scenario's backlog; the big table's plans may differ"
+    )
+    lines.append(
+        "`EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)` of fastapi_equeue's hot statements, their text "
+        "read from the package's `queries.sql` at run time and bound with literal values, each "
+        "in a transaction that was rolled back (ANALYZE runs the writes). Each ran twice; the "
+        f"plan shown is the second's (a warm cache). {where}. `{EQUEUE.tables[0]}` held {rows} "
+        f"({found['size']} with its indexes)."
+    )
+    for entry in found["plans"]:
+        lines += ["", f"### `{entry['name']}`: {entry['title']}", ""]
+        if "plan" not in entry:
+            lines.append(f"Not explained: {entry.get('error', 'no plan')}.")
+            continue
+        look = LOOK_FOR.get(entry["name"], "")
+        lines += [f"{look} Seen: {seen(entry['plan'])}.".strip(), "", "```text", entry["plan"]]
+        lines.append("```")
+    return lines
 
 
 def plot(results: "Results", libs: list[Library], jobs: int, path: Path) -> None:
@@ -252,6 +464,8 @@ def write_markdown(
         "",
         f"![benchmarks]({png.name})",
         "",
+        *targets_section(results, libs, args),
+        "",
         "## Processing in detail",
         "",
         "*db*: jobs / time until the database shows every job finished (polled every 20 ms); "
@@ -316,6 +530,7 @@ def write_markdown(
                     f"- {lib.name}: {lib.history_note}; built in {h['seconds']:.0f} s, "
                     f"database {h['size']}."
                 )
+    lines += ["", *plans_section(notes)]
     if results.failures:
         lines += ["", "## Failures in this run", ""]
         lines += [f"- {failure}" for failure in results.failures]

@@ -25,6 +25,9 @@ Scenarios (``--scenarios``):
   mixed       fastapi_equeue only: the REST API (uvicorn, concurrency=0) takes --mixed-jobs
               POST /jobs from 16 concurrent loopback connections while a worker drains them
 
+After the rounds, fastapi_equeue's claim, batched completion and insert are EXPLAINed
+(``bench/explain.py``) on a copy of its big history, or on a small table without one.
+
 It prints one table of medians, with every figure's ratio to the best peer, and writes
 ``docs/benchmarks.md`` (with ``docs/benchmarks.png``).
 """
@@ -48,6 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import explain
 import psycopg
 import report
 from infra import (
@@ -60,6 +64,7 @@ from infra import (
     postgres_cpu_seconds,
     run_adapter,
     spawn,
+    venv_python,
     versions,
     wait_file,
 )
@@ -80,6 +85,7 @@ OURS_ONLY = ("sqlite", "twoworkers", "mixed")
 POLL = 0.02
 SETTLE = 3.0
 HISTORY_BATCH = 1_000_000
+EXPLAIN_HISTORY = 100_000
 SIZES: dict[str, dict[str, Any]] = {
     "full": {
         "rounds": 3, "n": 10_000, "bulk_calls": 10, "jobs": 10_000, "latency_jobs": 200,
@@ -405,6 +411,23 @@ class Bench:
         self.results.add("mixed.drain", OURS, n / (end - load["t_start"]))
         self.results.add("mixed.web_rss", OURS, web_rss)
 
+    def explain(self) -> None:
+        """EXPLAIN the hot statements on a copy of fastapi_equeue's big history (without one, on
+        a fresh table of ``EXPLAIN_HISTORY`` finished jobs), the processing backlog queued."""
+        template = self.templates.get(OURS)
+        with self.database(EQUEUE, template) as db:
+            dsn = self.server.dsn(db)
+            if template is None:
+                explain.fill_history(dsn, EXPLAIN_HISTORY)
+            self.adapter(EQUEUE, "prequeue", dsn, "--n", str(self.args.jobs))
+            self.server.vacuum_analyze(db, EQUEUE.tables)
+            found = explain.hot_plans(dsn, explain.load_queries(venv_python(EQUEUE)))
+        history = self.args.big_rows if template else EXPLAIN_HISTORY
+        self.results.notes["plans"] = {"big": template is not None, "history": history, **found}
+        for entry in found["plans"]:
+            if "error" in entry:
+                self.results.failures.append(f"explain {entry['name']}: {entry['error']}")
+
     # -- the run ---------------------------------------------------------------------------
 
     def attempt(self, label: str, action: Callable[[], None]) -> None:
@@ -454,6 +477,8 @@ class Bench:
                         self.attempt(f"{scenario} {lib.name}", functools.partial(measure, lib))
                 elif any(lib.name == OURS for lib in libs):
                     self.attempt(f"{scenario} {OURS}", ours_only[scenario])
+        if any(lib.name == OURS for lib in libs):
+            self.attempt(f"explain {OURS}", self.explain)
         for name in list(self.templates.values()):
             self.server.drop(name)
 
