@@ -3,10 +3,10 @@
 Run it with ``nox -s bench`` (options after ``--``, e.g. ``nox -s bench -- --quick``). This
 driver runs on the nox session's interpreter; every library runs in its own virtualenv under
 ``bench/.venvs/<lib>`` (created here when missing; oban's needs Python 3.12), through an adapter
-(``bench/adapters/<lib>_adapter.py``), one subprocess per measurement. The method is the one of
-``shared/research/perf.md``: a fresh database per measurement, the payload ``{"i", "t"}``, no-op
-async tasks, t0 in the worker just before the library's start call, medians over rounds with the
-libraries interleaved (their order rotates every round). Only 127.0.0.1 is ever contacted.
+(``bench/adapters/<lib>_adapter.py``), one subprocess per measurement. The method: a fresh
+database per measurement, the payload ``{"i", "t"}``, no-op async tasks, t0 in the worker just
+before the library's start call, medians over rounds with the libraries interleaved (their order
+rotates every round). Only 127.0.0.1 is ever contacted.
 
 Scenarios (``--scenarios``):
   enqueue     N single enqueues from one coroutine (after one warm-up)
