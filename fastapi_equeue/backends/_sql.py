@@ -28,6 +28,7 @@ from fastapi_equeue.backend import (
 )
 from fastapi_equeue.backends._queries import load_migrations, migration_script
 from fastapi_equeue.jobs import JobStatus
+from fastapi_equeue.tasks import encode_json
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -90,6 +91,10 @@ class SQLBackend(ABC):
     @abstractmethod
     def _time(self, value: datetime) -> Any:
         """A timestamp as this dialect binds it."""
+
+    def _time_value(self, value: datetime) -> Any:
+        """A timestamp as a statement's parameter (``_time`` is its form inside JSON)."""
+        return self._time(value)
 
     @abstractmethod
     def _seconds(self, value: float) -> Any:
@@ -199,7 +204,10 @@ class SQLBackend(ABC):
         """
         if not params:
             return []
-        written = await self._run("job_insert_many", self._insert_values(params), conn)
+        if len(params) == 1:
+            written = await self._run("job_insert", self._insert_one(params[0]), conn)
+        else:
+            written = await self._run("job_insert_many", self._insert_values(params), conn)
         by_id = {p.id: p for p in params}
         rows = []
         for row in written:
@@ -326,6 +334,20 @@ class SQLBackend(ABC):
         sql, parameters = self._db.for_host(name, self._bind(values))
         result = await conn.exec_driver_sql(sql, parameters)
         return list(result.mappings())
+
+    def _insert_one(self, p: JobInsertParams) -> dict[str, Any]:
+        """The parameters of ``job_insert``."""
+        return {
+            "id": p.id,
+            "job_type": p.job_type,
+            "queue": p.queue,
+            "payload": p.payload_json if p.payload_json is not None else encode_json(p.payload),
+            "priority": p.priority,
+            "max_attempts": p.max_attempts,
+            "delay": self._seconds(p.delay),
+            "run_at": self._time_value(p.run_at) if p.run_at is not None else None,
+            "idempotency_key": p.idempotency_key,
+        }
 
     def _outcome(self, p: JobCompleteParams) -> dict[str, Any]:
         error = None

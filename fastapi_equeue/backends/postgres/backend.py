@@ -36,6 +36,9 @@ class PostgresBackend(SQLBackend):
     def _time(self, value: datetime) -> Any:
         return value.isoformat()
 
+    def _time_value(self, value: datetime) -> Any:
+        return value  # asyncpg binds an aware datetime as timestamptz
+
     def _seconds(self, value: float) -> Any:
         return value
 

@@ -120,6 +120,20 @@ SELECT *
 FROM equeue_jobs
 WHERE idempotency_key IN (SELECT jsonb_array_elements_text(CAST(CAST(:keys AS text) AS jsonb)));
 
+-- name: job_insert
+-- Insert one job and wake its queue's workers: job_insert_many for the most common call, with
+-- no arrays to unpack and no grouping of queues. A key that exists skips the row (and the
+-- NOTIFY with it, which RETURNING sends only for an inserted row).
+INSERT INTO equeue_jobs (
+    id, job_type, queue, payload, priority, max_attempts, scheduled_at, idempotency_key)
+VALUES (
+    CAST(:id AS uuid), :job_type, :queue, CAST(CAST(:payload AS text) AS jsonb), :priority,
+    :max_attempts, coalesce(CAST(:run_at AS timestamptz), now() + make_interval(secs => :delay)),
+    :idempotency_key)
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id, payload, created_at, scheduled_at,
+          pg_notify('equeue', 'available:' || queue) IS NULL AS notified;
+
 -- name: job_insert_many
 -- Insert a batch of jobs (one array per column) in one statement and wake their queues' workers.
 -- A key that exists already skips its row: ON CONFLICT waits for a concurrent inserter of the

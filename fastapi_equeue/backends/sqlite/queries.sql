@@ -90,6 +90,17 @@ SELECT * FROM equeue_jobs WHERE id = :id;
 -- The jobs holding these idempotency keys (a JSON array).
 SELECT * FROM equeue_jobs WHERE idempotency_key IN (SELECT value FROM json_each(:keys));
 
+-- name: job_insert
+-- Insert one job (job_insert_many for a batch); a key that exists skips the row.
+INSERT INTO equeue_jobs (
+    id, job_type, queue, payload, priority, max_attempts, created_at, scheduled_at,
+    idempotency_key)
+VALUES (
+    :id, :job_type, :queue, :payload, :priority, :max_attempts, :now,
+    coalesce(:run_at, :now + :delay), :idempotency_key)
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id, created_at, scheduled_at;
+
 -- name: job_insert_many
 -- Insert a batch of jobs (a JSON array) in one statement; a key that exists skips its row.
 INSERT INTO equeue_jobs (
