@@ -25,6 +25,7 @@ from psycopg.rows import dict_row
 
 BENCH = Path(__file__).resolve().parent
 CLAIM_LIMIT = 10
+INSERT_MANY = 100
 STATEMENT_TIMEOUT = "60s"
 LOADER = (
     "import json; from fastapi_equeue.backends._queries import load_queries; "
@@ -160,19 +161,35 @@ class Explainer:
         return self.plan("job_complete_many", {"rows": json.dumps(outcomes)})
 
     def insert(self) -> str:
-        # One array per column, as the package binds them.
+        """A single enqueue."""
         job = {
-            "ids": [uuid7()],
-            "job_types": ["noop"],
-            "queues": ["default"],
-            "payloads": [json.dumps({"i": 0, "t": time.time()})],
-            "priorities": [0],
-            "max_attempts": [3],
-            "delays": [0.0],
-            "run_ats": [None],
-            "keys": [None],
+            "id": uuid7(),
+            "job_type": "noop",
+            "queue": "default",
+            "payload": json.dumps({"i": 0, "t": time.time()}),
+            "priority": 0,
+            "max_attempts": 3,
+            "delay": 0.0,
+            "run_at": None,
+            "idempotency_key": None,
         }
-        return self.plan("job_insert_many", job)
+        return self.plan("job_insert", job)
+
+    def insert_many(self) -> str:
+        """A bulk enqueue, one array per column as the package binds them."""
+        n = INSERT_MANY
+        jobs = {
+            "ids": [uuid7() for _ in range(n)],
+            "job_types": ["noop"] * n,
+            "queues": ["default"] * n,
+            "payloads": [json.dumps({"i": i, "t": time.time()}) for i in range(n)],
+            "priorities": [0] * n,
+            "max_attempts": [3] * n,
+            "delays": [0.0] * n,
+            "run_ats": [None] * n,
+            "keys": [None] * n,
+        }
+        return self.plan("job_insert_many", jobs)
 
     def rolled_back(self, action: Callable[[], str]) -> str:
         """``action``'s plan, run twice (the first warms the cache), its writes undone."""
@@ -209,7 +226,8 @@ def hot_plans(dsn: str, queries: Mapping[str, str]) -> dict[str, Any]:
         steps = (
             ("job_claim", f"claim of up to {CLAIM_LIMIT} jobs", explainer.claim),
             ("job_complete_many", "completion of the jobs one claim took", explainer.complete),
-            ("job_insert_many", "insert of 1 job", explainer.insert),
+            ("job_insert", "insert of 1 job", explainer.insert),
+            ("job_insert_many", f"insert of {INSERT_MANY} jobs", explainer.insert_many),
         )
         for name, title, action in steps:
             entry: dict[str, Any] = {"name": name, "title": title}

@@ -20,10 +20,15 @@ LOOK_FOR = {
         "index of processing rows), with no Seq Scan over `equeue_jobs`: the Update's rows and "
         "buffers grow with the batch, not with the table."
     ),
-    "job_insert_many": (
+    "job_insert": (
         "One row inserted, `equeue_jobs_idempotency_key_idx` as the conflict arbiter; its buffers "
         "are the heap page plus a leaf of every index on `equeue_jobs`, each index a cost paid "
         "on every enqueue."
+    ),
+    "job_insert_many": (
+        "A Function Scan of `unnest` feeding one Insert of every row (no per-row statement), "
+        "`equeue_jobs_idempotency_key_idx` as the arbiter, and one HashAggregate of the queues "
+        "for the NOTIFY: one notification per queue per batch, not per job."
     ),
 }
 _INDEX = re.compile(r"\busing (\w+)|Conflict Arbiter Indexes: ([\w, ]+)")
