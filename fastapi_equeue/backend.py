@@ -192,7 +192,7 @@ class Backend(Protocol):
     notifier: Notifier
 
     async def open(self) -> None:
-        """Connect (lazily: the engine's pool opens connections on first use)."""
+        """Connect (lazily: connections open on first use)."""
 
     async def close(self) -> None:
         """Dispose of every connection."""

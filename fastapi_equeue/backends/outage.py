@@ -31,7 +31,7 @@ def is_unavailable(exc: BaseException) -> bool:
         return True
     asyncpg = sys.modules.get("asyncpg")
     if asyncpg is not None and isinstance(exc, asyncpg.InterfaceError):
-        # The connection was closed under the statement, or the pool is closing.
+        # The connection was closed under the statement.
         return True
     sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
     if sqlalchemy_exc is not None:

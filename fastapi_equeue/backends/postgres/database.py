@@ -36,7 +36,7 @@ _STALE = (
 
 
 class PostgresDatabase:
-    """A lazily opened asyncpg pool and the prepared form of every named statement."""
+    """The backend's asyncpg connections (opened on first use) and its statements, numbered."""
 
     def __init__(self, dsn: str) -> None:
         self._statements = {name: positional(sql) for name, sql in load_queries("postgres").items()}
