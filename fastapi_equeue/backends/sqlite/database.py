@@ -20,6 +20,7 @@ from fastapi_equeue.backends._sql import Row, Statements
 
 BUSY_TIMEOUT_MS = 30_000
 POOL_SIZE = 5
+WAL_RETRY_DELAY = 0.01
 """Connections at most (each is a thread); SQLite runs one writer at a time anyway."""
 
 
@@ -93,11 +94,19 @@ class SQLiteDatabase:
         task.add_done_callback(self._discarded.discard)
 
     async def _connect(self) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(self._path, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        await conn.execute("PRAGMA synchronous=NORMAL")
+        # The busy timeout comes first: switching a new file to WAL takes an exclusive lock,
+        # which several connections opening at once would otherwise fail to get.
+        conn = await aiosqlite.connect(
+            self._path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
+        )
+        try:
+            conn.row_factory = sqlite3.Row
+            await conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            await _use_wal(conn)
+            await conn.execute("PRAGMA synchronous=NORMAL")
+        except BaseException:
+            await _close_quietly(conn)
+            raise
         return conn
 
 
@@ -111,6 +120,27 @@ class _InTransaction:
 
     async def script(self, sql: str) -> None:
         await self._conn.execute(sql)
+
+
+async def _use_wal(conn: aiosqlite.Connection) -> None:
+    """Put the file in WAL mode (once per file: the mode is stored in it).
+
+    Switching takes an exclusive lock, and SQLite answers "database is locked" at once, without
+    waiting on the busy timeout, when another connection is opening the same new file: retried,
+    briefly, until one of them has switched it.
+    """
+    deadline = asyncio.get_running_loop().time() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            rows = await conn.execute_fetchall("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(WAL_RETRY_DELAY)
+            continue
+        if [tuple(row) for row in rows] != [("wal",)]:
+            raise sqlite3.OperationalError(f"could not switch {conn} to WAL: {rows}")
+        return
 
 
 async def _close_quietly(conn: aiosqlite.Connection) -> None:
