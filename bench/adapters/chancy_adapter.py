@@ -12,7 +12,6 @@
 - claim: ``Worker.fetch_jobs(queue, conn, up_to=1)``, the worker's own fetch.
 """
 
-import asyncio
 import logging
 import sys
 from typing import Any
@@ -99,10 +98,7 @@ async def run(args: Any) -> dict[str, Any]:
 
 
 def main() -> int:
-    args = kit.parse_args(tuple(CONFIGS))
-    kit.setup_logging()
-    kit.emit(asyncio.run(run(args)))
-    return 0
+    return kit.run_main(tuple(CONFIGS), run)
 
 
 if __name__ == "__main__":

@@ -179,6 +179,14 @@ def parse_args(
     return args
 
 
+def run_main(configs: tuple[str, ...], run: Callable[[Any], Awaitable[dict[str, Any]]]) -> int:
+    """An adapter's whole command line: parse, quiet the logs, run one command, print its JSON."""
+    args = parse_args(configs)
+    setup_logging()
+    emit(asyncio.run(run(args)))
+    return 0
+
+
 def setup_logging() -> None:
     """Library loggers at WARNING, on stderr."""
     import logging

@@ -11,7 +11,6 @@
   public claim call, so this goes through its internal ``Query`` object (``oban._query``).
 """
 
-import asyncio
 import sys
 import uuid
 from typing import Any
@@ -88,10 +87,7 @@ async def run(args: Any) -> dict[str, Any]:
 
 
 def main() -> int:
-    args = kit.parse_args(tuple(CONFIGS))
-    kit.setup_logging()
-    kit.emit(asyncio.run(run(args)))
-    return 0
+    return kit.run_main(tuple(CONFIGS), run)
 
 
 if __name__ == "__main__":

@@ -113,10 +113,7 @@ async def run(args: Any) -> dict[str, Any]:
 
 
 def main() -> int:
-    args = kit.parse_args(tuple(CONFIGS))
-    kit.setup_logging()
-    kit.emit(asyncio.run(run(args)))
-    return 0
+    return kit.run_main(tuple(CONFIGS), run)
 
 
 if __name__ == "__main__":

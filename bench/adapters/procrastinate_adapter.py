@@ -8,7 +8,6 @@
 - claim: ``app.job_manager.fetch_job`` for a registered worker, the worker's own fetch.
 """
 
-import asyncio
 import logging
 import sys
 from typing import Any
@@ -68,12 +67,9 @@ async def run(args: Any) -> dict[str, Any]:
 
 
 def main() -> int:
-    args = kit.parse_args(tuple(CONFIGS))
-    kit.setup_logging()
     # "App is instantiated in the main Python module": true of every adapter, and harmless.
     logging.getLogger("procrastinate.blueprints").setLevel(logging.ERROR)
-    kit.emit(asyncio.run(run(args)))
-    return 0
+    return kit.run_main(tuple(CONFIGS), run)
 
 
 if __name__ == "__main__":
