@@ -48,21 +48,8 @@ class SQLiteBackend(SQLBackend):
         return params.payload
 
     def _insert_values(self, params: Sequence[JobInsertParams]) -> dict[str, Any]:
-        rows = [
-            {
-                "id": p.id,
-                "job_type": p.job_type,
-                "queue": p.queue,
-                "payload": p.payload,
-                "priority": p.priority,
-                "max_attempts": p.max_attempts,
-                "delay": self._seconds(p.delay),
-                "run_at": self._time(p.run_at) if p.run_at is not None else None,
-                "idempotency_key": p.idempotency_key,
-            }
-            for p in params
-        ]
-        return {"rows": json.dumps(rows)}
+        # The rows of job_insert, as one JSON array; each payload travels as its JSON text.
+        return {"rows": json.dumps([self._insert_one(p) for p in params])}
 
     def _announce(self, conn: "AsyncConnection | None", notification: Notification) -> None:
         if conn is None:
