@@ -2,6 +2,7 @@
 
 import asyncio
 import base64
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -959,12 +960,12 @@ async def _terminate_sessions(admin: asyncpg.Connection, database: str) -> None:
     )
 
 
-@pytest.mark.postgres_only
-async def test_a_database_refusing_connections_answers_503_not_500(
+@contextlib.asynccontextmanager
+async def _api_and_admin(
     outage_database: OutageDatabase, postgres_url: str
-) -> None:
-    # The server is up but refuses sessions to this database (maintenance; the same family as
-    # "the database system is starting up" and "too many connections").
+) -> AsyncIterator[tuple[httpx.AsyncClient, asyncpg.Connection, str]]:
+    """The API on the outage database, an admin connection to the server, and the name of the
+    database the admin acts on."""
     name = str(make_url(outage_database.url).database)
     queue = EQueue(outage_database.url, concurrency=0, poll_interval=0.05)
     add_tasks(queue)
@@ -972,12 +973,22 @@ async def test_a_database_refusing_connections_answers_503_not_500(
     admin = await asyncpg.connect(pg_dsn(postgres_url))
     try:
         async with queue.lifespan(app), http_client(app, raise_app_exceptions=False) as http:
-            job_id = await _job_id(http)
-            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-            await _terminate_sessions(admin, name)
-            responses = await _every_route(http, job_id)
+            yield http, admin, name
     finally:
         await admin.close()
+
+
+@pytest.mark.postgres_only
+async def test_a_database_refusing_connections_answers_503_not_500(
+    outage_database: OutageDatabase, postgres_url: str
+) -> None:
+    # The server is up but refuses sessions to this database (maintenance; the same family as
+    # "the database system is starting up" and "too many connections").
+    async with _api_and_admin(outage_database, postgres_url) as (http, admin, name):
+        job_id = await _job_id(http)
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        await _terminate_sessions(admin, name)
+        responses = await _every_route(http, job_id)
 
     statuses = {route: response.status_code for route, response in responses.items()}
     assert statuses == dict.fromkeys(responses, 503)
@@ -987,24 +998,16 @@ async def test_a_database_refusing_connections_answers_503_not_500(
 async def test_after_a_database_restart_writes_answer_503_or_succeed_never_500(
     outage_database: OutageDatabase, postgres_url: str
 ) -> None:
-    # A restart ends every session (57P01 admin shutdown) and the pool still holds them: a
+    # A restart ends every session (57P01 admin shutdown) and the backend still holds them: a
     # write on one may fail, but as "try again" (503), and the next request works.
-    name = str(make_url(outage_database.url).database)
-    queue = EQueue(outage_database.url, concurrency=0, poll_interval=0.05)
-    add_tasks(queue)
-    app = mount()
-    admin = await asyncpg.connect(pg_dsn(postgres_url))
     statuses: list[int] = []
-    try:
-        async with queue.lifespan(app), http_client(app, raise_app_exceptions=False) as http:
-            job_id = await _job_id(http)
-            for _ in range(8):
-                await asyncio.gather(*(http.get("/jobs") for _ in range(3)))  # fill the pool
-                await _terminate_sessions(admin, name)
-                statuses.append((await _submit(http)).status_code)
-            after = await http.get(f"/jobs/{job_id}")
-    finally:
-        await admin.close()
+    async with _api_and_admin(outage_database, postgres_url) as (http, admin, name):
+        job_id = await _job_id(http)
+        for _ in range(8):
+            await asyncio.gather(*(http.get("/jobs") for _ in range(3)))  # fill the pool
+            await _terminate_sessions(admin, name)
+            statuses.append((await _submit(http)).status_code)
+        after = await http.get(f"/jobs/{job_id}")
 
     assert set(statuses) <= {201, 503}, statuses
     assert after.status_code == 200
