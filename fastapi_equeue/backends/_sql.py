@@ -341,7 +341,7 @@ class SQLBackend(ABC):
             "id": p.id,
             "job_type": p.job_type,
             "queue": p.queue,
-            "payload": p.payload_json if p.payload_json is not None else encode_json(p.payload),
+            "payload": payload_text(p),
             "priority": p.priority,
             "max_attempts": p.max_attempts,
             "delay": self._seconds(p.delay),
@@ -369,6 +369,11 @@ class SQLBackend(ABC):
             "error": error,
             "retry_delay": self._seconds(p.retry_delay),
         }
+
+
+def payload_text(p: JobInsertParams) -> str:
+    """The payload's JSON text: the caller's, or encoded here when it has none."""
+    return p.payload_json if p.payload_json is not None else encode_json(p.payload)
 
 
 def decode_errors(value: Any) -> tuple[AttemptError, ...]:

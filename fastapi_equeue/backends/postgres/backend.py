@@ -5,11 +5,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from fastapi_equeue.backend import Capabilities, JobInsertParams, JobRow, Notification
-from fastapi_equeue.backends._sql import Row, SQLBackend, decode_errors
+from fastapi_equeue.backends._sql import Row, SQLBackend, decode_errors, payload_text
 from fastapi_equeue.backends.postgres.database import PostgresDatabase
 from fastapi_equeue.backends.postgres.notifier import PostgresNotifier
 from fastapi_equeue.jobs import JobStatus
-from fastapi_equeue.tasks import encode_json
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -57,10 +56,7 @@ class PostgresBackend(SQLBackend):
             "ids": [p.id for p in params],
             "job_types": [p.job_type for p in params],
             "queues": [p.queue for p in params],
-            "payloads": [
-                p.payload_json if p.payload_json is not None else encode_json(p.payload)
-                for p in params
-            ],
+            "payloads": [payload_text(p) for p in params],
             "priorities": [p.priority for p in params],
             "max_attempts": [p.max_attempts for p in params],
             "delays": [p.delay for p in params],
