@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from fastapi_equeue.clock import Clock
 from fastapi_equeue.jobs import JobStatus
 
 if TYPE_CHECKING:
@@ -26,6 +27,23 @@ class Capabilities:
 
     listen_notify: bool
     """Wake-ups, cancellations and completions reach other processes at once (else: polling)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BackendOptions:
+    """How a backend connects and keeps time: everything it takes besides the URL."""
+
+    clock: Clock | None = None
+    """Where stored times come from; ``None``: the database's own clock (PostgreSQL, shared by
+    every machine), or the system clock (SQLite)."""
+    pool_size: int | None = None
+    """Connections at most; ``None``: the dialect's default."""
+    prepared_statements: bool = True
+    """``False`` behind a pooler in transaction mode: no statement is prepared by name."""
+    listen_url: str | None = None
+    """Where to LISTEN, when the database URL goes through a pooler; ``None``: the same URL."""
+    poll_only: bool = False
+    """Listen nowhere: other processes' work is found by polling."""
 
 
 @dataclass(frozen=True, slots=True)

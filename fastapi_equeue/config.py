@@ -2,6 +2,7 @@
 
 import math
 from dataclasses import dataclass, fields
+from datetime import timedelta
 
 from fastapi_equeue.errors import ConfigurationError
 
@@ -11,6 +12,10 @@ DEFAULT_HEARTBEAT_INTERVAL = 5.0
 DEFAULT_STALLED_AFTER = 30.0
 DEFAULT_SHUTDOWN_GRACE = 10.0
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+DEFAULT_RETENTION = timedelta(days=7).total_seconds()
+"""Seconds completed and cancelled jobs are kept after they finish."""
+DEFAULT_FAILED_RETENTION = timedelta(days=30).total_seconds()
+"""Seconds failed jobs are kept, for inspection and manual retry."""
 DEFAULT_QUEUE = "default"
 DEFAULT_MAX_ATTEMPTS = 3
 MAX_PRIORITY = 2**31 - 1
@@ -42,6 +47,11 @@ class Config:
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     auto_migrate: bool = True
+    pool_size: int | None = None
+    listen_url: str | None = None
+    poll_only: bool = False
+    retention: float | None = DEFAULT_RETENTION
+    failed_retention: float | None = DEFAULT_FAILED_RETENTION
 
     def __post_init__(self) -> None:
         url: object = self.database_url
@@ -52,9 +62,21 @@ class Config:
             )
         _require_int("concurrency", self.concurrency, minimum=0)
         _require_int("max_payload_bytes", self.max_payload_bytes, minimum=1)
+        if self.pool_size is not None:
+            _require_int("pool_size", self.pool_size, minimum=1)
+        listen: object = self.listen_url
+        if listen is not None and (not isinstance(listen, str) or "://" not in listen):
+            raise ConfigurationError(
+                f"listen_url must be a PostgreSQL URL or None, got {self.listen_url!r}"
+            )
+        if not isinstance(self.poll_only, bool):
+            raise ConfigurationError(f"poll_only must be True or False, got {self.poll_only!r}")
         for name in ("poll_interval", "heartbeat_interval", "stalled_after"):
             _require_seconds(name, getattr(self, name), positive=True)
         _require_seconds("shutdown_grace", self.shutdown_grace, positive=False)
+        for name in ("retention", "failed_retention"):
+            if getattr(self, name) is not None:
+                _require_seconds(name, getattr(self, name), positive=True)
         if self.stalled_after <= self.heartbeat_interval:
             raise ConfigurationError(
                 f"stalled_after ({self.stalled_after}) must be longer than heartbeat_interval "
@@ -74,6 +96,19 @@ class Config:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update(changes)
         return Config(**values)
+
+
+def seconds(name: str, value: float | timedelta | None) -> float | None:
+    """``value`` in seconds (a ``timedelta`` or a number), ``None`` kept; ``ConfigurationError``
+    naming ``name`` for anything else."""
+    given: object = value  # from users: checked, not trusted
+    if isinstance(given, timedelta):
+        return given.total_seconds()
+    if given is None:
+        return None
+    if isinstance(given, int | float) and not isinstance(given, bool):
+        return float(given)
+    raise ConfigurationError(f"{name} must be seconds, a timedelta or None, got {value!r}")
 
 
 def check_queue_name(queue: object) -> str:

@@ -5,23 +5,27 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, overload
 
-from fastapi_equeue.backend import Backend
+from fastapi_equeue.backend import Backend, BackendOptions
 from fastapi_equeue.backends import open_backend
 from fastapi_equeue.client import QueueClient
 from fastapi_equeue.clock import Clock, SystemClock
 from fastapi_equeue.config import (
     DEFAULT_CONCURRENCY,
+    DEFAULT_FAILED_RETENTION,
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_POLL_INTERVAL,
     DEFAULT_QUEUE,
+    DEFAULT_RETENTION,
     DEFAULT_SHUTDOWN_GRACE,
     DEFAULT_STALLED_AFTER,
     Config,
+    seconds,
 )
 from fastapi_equeue.errors import ConfigurationError
 from fastapi_equeue.retry import RetryDelay
@@ -58,10 +62,22 @@ class EQueue:
         shutdown_grace: seconds running jobs may finish on shutdown before being put back.
         max_payload_bytes: the largest payload (JSON, UTF-8) accepted.
         auto_migrate: apply the schema on start.
+        retention: how long completed and cancelled jobs are kept after they finish (seconds or
+            a ``timedelta``; ``None``: forever). Workers delete older ones in small batches,
+            which frees their idempotency keys.
+        failed_retention: the same for failed jobs.
+        pool_size: database connections at most (default: 20 on PostgreSQL, 5 on SQLite).
+        listen_url: a direct PostgreSQL URL used only to LISTEN, when ``database_url`` goes
+            through a pooler such as PgBouncer in transaction mode.
+        poll_only: listen nowhere; workers find other processes' jobs by polling every
+            ``poll_interval``.
         rate_limit: at most this many ``POST /jobs`` per client, e.g. ``"10/second"`` or
             ``"100 per minute"`` (``None``: no limit); over it the API answers 429.
         rate_limit_key: who a submission counts against (a function of the request, sync or
             async); by default the client's address.
+        clock: where the queue reads and waits for the time (tests pass a
+            ``fastapi_equeue.testing.ManualClock``); by default the real time, and on
+            PostgreSQL the database's clock for what it stores.
     """
 
     def __init__(
@@ -76,6 +92,11 @@ class EQueue:
         shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         auto_migrate: bool = True,
+        retention: float | timedelta | None = DEFAULT_RETENTION,
+        failed_retention: float | timedelta | None = DEFAULT_FAILED_RETENTION,
+        pool_size: int | None = None,
+        listen_url: str | None = None,
+        poll_only: bool = False,
         rate_limit: str | None = None,
         rate_limit_key: "RateLimitKey | None" = None,
         clock: Clock | None = None,
@@ -92,6 +113,11 @@ class EQueue:
             shutdown_grace=shutdown_grace,
             max_payload_bytes=max_payload_bytes,
             auto_migrate=auto_migrate,
+            retention=seconds("retention", retention),
+            failed_retention=seconds("failed_retention", failed_retention),
+            pool_size=pool_size,
+            listen_url=listen_url,
+            poll_only=poll_only,
         )
         self.registry = TaskRegistry()
         self.submit_limiter: SubmitLimiter | None = None
@@ -99,6 +125,13 @@ class EQueue:
             from fastapi_equeue.api import ratelimit  # the web side, on demand
 
             self.submit_limiter = ratelimit.SubmitLimiter(rate_limit, rate_limit_key)
+        # The clock given, if any, is also where the database's stored times come from.
+        self._backend_options = BackendOptions(
+            clock=clock,
+            pool_size=pool_size,
+            listen_url=listen_url,
+            poll_only=poll_only,
+        )
         self._clock = clock or SystemClock()
         self._backend: Backend | None = None
         self._client: QueueClient | None = None
@@ -233,7 +266,7 @@ class EQueue:
         if self._backend is not None:
             yield self.client
             return
-        backend = open_backend(self.config.database_url, self._clock)
+        backend = open_backend(self.config.database_url, self._backend_options)
         try:
             await backend.open()
             if self.config.auto_migrate:
@@ -287,7 +320,7 @@ class EQueue:
 
     async def migrate(self) -> list[str]:
         """Apply pending migrations now; returns their names."""
-        backend = open_backend(self.config.database_url, self._clock)
+        backend = open_backend(self.config.database_url, self._backend_options)
         try:
             return await backend.migrate()
         finally:
@@ -295,7 +328,7 @@ class EQueue:
 
     def migration_script(self) -> str:
         """The schema as one SQL script, for teams that run their own migration tool."""
-        return open_backend(self.config.database_url, self._clock).migration_script()
+        return open_backend(self.config.database_url, self._backend_options).migration_script()
 
 
 async def _shielded(aw: Any) -> None:

@@ -75,9 +75,8 @@ async def claims(args: Any) -> list[float]:
     """Time the worker's own claim path: ``Backend.job_claim`` for one job per call."""
     from fastapi_equeue.backend import JobClaimParams, WorkerParams
     from fastapi_equeue.backends import open_backend
-    from fastapi_equeue.clock import SystemClock
 
-    backend = open_backend(database_url(args.dsn), SystemClock())
+    backend = open_backend(database_url(args.dsn))
     await backend.open()
     try:
         worker = WorkerParams(

@@ -3,10 +3,10 @@
 Internal: not covered by semver.
 """
 
-from urllib.parse import unquote, urlsplit
+from dataclasses import replace
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-from fastapi_equeue.backend import Backend
-from fastapi_equeue.clock import Clock
+from fastapi_equeue.backend import Backend, BackendOptions
 from fastapi_equeue.errors import ConfigurationError
 
 _SCHEMES = {
@@ -16,6 +16,9 @@ _SCHEMES = {
     "sqlite": "sqlite+aiosqlite",
     "sqlite+aiosqlite": "sqlite+aiosqlite",
 }
+# SQLAlchemy's asyncpg dialect reads this URL parameter itself (PgBouncer's documented setting);
+# asyncpg would send it to the server as a setting, which the server refuses.
+_STATEMENT_CACHE = "prepared_statement_cache_size"
 
 
 def normalise_url(database_url: str) -> str:
@@ -40,12 +43,39 @@ def normalise_url(database_url: str) -> str:
     return url
 
 
-def open_backend(database_url: str, clock: Clock) -> Backend:
+def open_backend(database_url: str, options: BackendOptions | None = None) -> Backend:
     """The backend for ``database_url``; nothing connects until first use."""
     url = normalise_url(database_url)
+    options = options or BackendOptions()
     if url.startswith("postgresql"):
-        return _postgres(url)
-    return _sqlite(_sqlite_path(url), clock)
+        dsn, cache = _postgres_dsn(url)
+        if cache == 0:
+            options = replace(options, prepared_statements=False)
+        listen = None
+        if options.listen_url is not None:
+            listen, _ = _postgres_dsn(normalise_url(options.listen_url))
+        return _postgres(dsn, listen, options)
+    return _sqlite(_sqlite_path(url), options)
+
+
+def _postgres_dsn(url: str) -> tuple[str, int | None]:
+    """The libpq DSN asyncpg takes, and the statement cache size the URL asks for, if any."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    cache = None
+    kept = []
+    for key, value in query:
+        if key != _STATEMENT_CACHE:
+            kept.append((key, value))
+            continue
+        try:
+            cache = int(value)
+        except ValueError:
+            raise ConfigurationError(
+                f"{_STATEMENT_CACHE} must be a whole number, got {value!r}"
+            ) from None
+    rebuilt = parts._replace(scheme="postgresql", query=urlencode(kept))
+    return urlunsplit(rebuilt), cache
 
 
 def _sqlite_path(url: str) -> str:
@@ -59,25 +89,19 @@ def _sqlite_path(url: str) -> str:
     return path
 
 
-def _postgres(url: str) -> Backend:
+def _postgres(dsn: str, listen_dsn: str | None, options: BackendOptions) -> Backend:
     try:
         import asyncpg  # noqa: F401
     except ImportError:
         raise ConfigurationError(
             "PostgreSQL needs asyncpg: pip install 'fastapi-equeue[postgres]'"
         ) from None
-    from fastapi_equeue.backends._queries import load_queries
     from fastapi_equeue.backends.postgres.backend import PostgresBackend
-    from fastapi_equeue.backends.postgres.database import PostgresDatabase
-    from fastapi_equeue.backends.postgres.notifier import PostgresNotifier
 
-    dsn = "postgresql" + url.removeprefix("postgresql+asyncpg")
-    notifier = PostgresNotifier(dsn, load_queries("postgres")["notifier_ping"])
-    return PostgresBackend(PostgresDatabase(dsn), notifier)
+    return PostgresBackend(dsn, listen_dsn or dsn, options)
 
 
-def _sqlite(path: str, clock: Clock) -> Backend:
+def _sqlite(path: str, options: BackendOptions) -> Backend:
     from fastapi_equeue.backends.sqlite.backend import SQLiteBackend
-    from fastapi_equeue.backends.sqlite.database import SQLiteDatabase
 
-    return SQLiteBackend(SQLiteDatabase(path), clock)
+    return SQLiteBackend(path, options)

@@ -28,6 +28,7 @@ from fastapi_equeue.backend import (
 )
 from fastapi_equeue.backends._queries import load_migrations, migration_script
 from fastapi_equeue.jobs import JobStatus
+from fastapi_equeue.sessions import after_commit
 from fastapi_equeue.tasks import encode_json
 
 if TYPE_CHECKING:
@@ -119,6 +120,13 @@ class SQLBackend(ABC):
     @abstractmethod
     def _announce(self, conn: "AsyncConnection | None", notification: Notification) -> None:
         """Tell this process's listeners once the write is committed (if the database cannot)."""
+
+    def _publish_local(self, conn: "AsyncConnection | None", notification: Notification) -> None:
+        """Tell this process's listeners now, or once the host's transaction on ``conn`` commits."""
+        if conn is None:
+            self.notifier.publish_local(notification)
+        else:
+            after_commit(conn, lambda: self.notifier.publish_local(notification))
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -232,7 +240,7 @@ class SQLBackend(ABC):
             "status": params.status.value if params.status else None,
             "job_type": params.job_type,
             "queue": params.queue,
-            "after_created": self._time(after_created) if after_created else None,
+            "after_created": self._time_value(after_created) if after_created else None,
             "after_id": after_id,
         }
         return await self._read("job_list", values, None)

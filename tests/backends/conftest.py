@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from fastapi_equeue.backend import Backend
+from fastapi_equeue.backend import Backend, BackendOptions
 from fastapi_equeue.backends import normalise_url, open_backend
-from fastapi_equeue.clock import Clock, SystemClock
+from fastapi_equeue.clock import Clock
 
 MakeBackend = Callable[..., Awaitable[Backend]]
 AgeWorker = Callable[[str, float], Awaitable[None]]
@@ -24,12 +24,13 @@ AgeWorker = Callable[[str, float], Awaitable[None]]
 async def make_backend(database_url: str) -> AsyncIterator[MakeBackend]:
     """Open migrated backends (each with its own engine) on the test's database.
 
-    ``clock`` (default: the system clock) is where SQLite reads the time; PostgreSQL uses its own.
+    ``clock`` (default: none, the database's own on PostgreSQL and the system's on SQLite) is
+    where stored times come from.
     """
     opened: list[Backend] = []
 
     async def make(clock: Clock | None = None) -> Backend:
-        backend = open_backend(database_url, clock or SystemClock())
+        backend = open_backend(database_url, BackendOptions(clock=clock))
         opened.append(backend)
         await backend.open()
         await backend.migrate()

@@ -34,6 +34,7 @@ from fastapi_equeue.backend import (
 from fastapi_equeue.backends import normalise_url
 from fastapi_equeue.backends._queries import load_queries
 from fastapi_equeue.backends._sql import WORKER_LOST
+from fastapi_equeue.clock import SystemClock
 from fastapi_equeue.jobs import JobStatus, new_job_id
 from tests.backends.conftest import AgeWorker, MakeBackend
 from tests.conftest import pg_dsn
@@ -757,15 +758,12 @@ class TestIdempotency:
 # -- list --------------------------------------------------------------------------------------
 
 
-class SubMicrosecondClock:
-    """The system clock, but every reading carries digits below the microsecond, as real
-    clocks' readings do (a datetime cannot hold them)."""
-
-    def time(self) -> float:
-        return math.floor(time.time() * 1e6) / 1e6 + 6e-7
+class SubMicrosecondClock(SystemClock):
+    """The system clock, read through a float with digits below the microsecond, as real
+    clocks' readings are (a datetime then rounds them)."""
 
     def now(self) -> datetime:
-        return datetime.fromtimestamp(self.time(), UTC)
+        return datetime.fromtimestamp(math.floor(time.time() * 1e6) / 1e6 + 6e-7, UTC)
 
 
 class TestList:
@@ -1148,7 +1146,7 @@ async def test_claim_uses_the_partial_claimable_index_on_a_large_table(
             await conn.execute(text("ANALYZE equeue_jobs"))
             result = await conn.execute(
                 text("EXPLAIN " + load_queries("postgres")["job_claim"]),
-                {"limit": 10, "worker_id": new_worker_id()},
+                {"limit": 10, "worker_id": new_worker_id(), "now": None},
             )
             plan = result.scalars().all()
     finally:

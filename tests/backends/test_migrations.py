@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from fastapi_equeue.backend import Backend
 from fastapi_equeue.backends import normalise_url, open_backend
-from fastapi_equeue.clock import SystemClock
 
 TABLES = {"equeue_jobs", "equeue_workers", "equeue_migrations"}
 INDEXES = {
@@ -71,7 +70,7 @@ async def schema(url: str) -> Schema:
 
 
 async def open_migrator(url: str) -> Backend:
-    backend = open_backend(url, SystemClock())
+    backend = open_backend(url)
     await backend.open()
     return backend
 
@@ -153,7 +152,7 @@ def test_migration_script_holds_every_statement_and_the_tracking_row(backend_nam
         "postgres": "postgresql+asyncpg://nobody@127.0.0.1:1/none",
     }[backend_name]
 
-    script = open_backend(url, SystemClock()).migration_script()
+    script = open_backend(url).migration_script()
 
     assert "CREATE TABLE IF NOT EXISTS equeue_migrations" in script
     assert "CREATE TABLE equeue_jobs" in script

@@ -4,7 +4,16 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fastapi_equeue.backend import Capabilities, JobInsertParams, JobRow, Notification
+from fastapi_equeue.backend import (
+    BackendOptions,
+    Capabilities,
+    JobInsertParams,
+    JobRow,
+    Notification,
+    Notifier,
+)
+from fastapi_equeue.backends._notify import LocalNotifier
+from fastapi_equeue.backends._queries import load_queries
 from fastapi_equeue.backends._sql import Row, SQLBackend, decode_errors, payload_text
 from fastapi_equeue.backends.postgres.database import PostgresDatabase
 from fastapi_equeue.backends.postgres.notifier import PostgresNotifier
@@ -19,10 +28,18 @@ class PostgresBackend(SQLBackend):
 
     dialect: ClassVar[str] = "postgres"
 
-    def __init__(self, database: PostgresDatabase, notifier: PostgresNotifier) -> None:
-        super().__init__(database)
-        self.capabilities = Capabilities(listen_notify=True)
-        self.notifier = notifier
+    def __init__(self, dsn: str, listen_dsn: str, options: BackendOptions) -> None:
+        super().__init__(
+            PostgresDatabase(dsn, pool_size=options.pool_size, prepared=options.prepared_statements)
+        )
+        self._clock = options.clock
+        self._listening = not options.poll_only
+        self.capabilities = Capabilities(listen_notify=self._listening)
+        self.notifier: Notifier = (
+            PostgresNotifier(listen_dsn, load_queries("postgres")["notifier_ping"])
+            if self._listening
+            else LocalNotifier()
+        )
 
     async def close(self) -> None:
         """Stop listening and close every pooled connection."""
@@ -30,6 +47,8 @@ class PostgresBackend(SQLBackend):
         await super().close()
 
     def _bind(self, params: dict[str, Any]) -> dict[str, Any]:
+        # NULL lets the statement take the database's clock: one clock for every machine.
+        params["now"] = self._clock.now() if self._clock is not None else None
         return params
 
     def _time(self, value: datetime) -> Any:
@@ -65,8 +84,10 @@ class PostgresBackend(SQLBackend):
         }
 
     def _announce(self, conn: "AsyncConnection | None", notification: Notification) -> None:
-        # The statements NOTIFY themselves, so every process (this one included) hears it at commit.
-        return
+        # The statements NOTIFY themselves, so every listening process (this one included) hears
+        # it at commit; a process that listens nowhere tells its own listeners itself.
+        if not self._listening:
+            self._publish_local(conn, notification)
 
     def _decode(self, row: Row) -> JobRow:
         worker_id = row["worker_id"]

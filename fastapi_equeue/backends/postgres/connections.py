@@ -20,9 +20,17 @@ class Connections:
     """Up to ``size`` connections to ``dsn``, opened on demand and kept while healthy."""
 
     def __init__(
-        self, dsn: str, *, size: int, connect_timeout: float, acquire_timeout: float, setup: Setup
+        self,
+        dsn: str,
+        *,
+        size: int,
+        connect_timeout: float,
+        acquire_timeout: float,
+        setup: Setup,
+        statement_cache_size: int | None = None,
     ) -> None:
         self._dsn = dsn
+        self._statement_cache_size = statement_cache_size
         self._connect_timeout = connect_timeout
         self._acquire_timeout = acquire_timeout
         self._setup = setup
@@ -74,7 +82,10 @@ class Connections:
             conn.terminate()
 
     async def _connect(self) -> asyncpg.Connection:
-        conn = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
+        options: dict[str, int] = {}
+        if self._statement_cache_size is not None:
+            options["statement_cache_size"] = self._statement_cache_size
+        conn = await asyncpg.connect(self._dsn, timeout=self._connect_timeout, **options)
         try:
             await self._setup(conn)
         except BaseException:

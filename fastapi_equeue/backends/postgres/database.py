@@ -18,8 +18,8 @@ from fastapi_equeue.backends._sql import Row, Statements
 from fastapi_equeue.backends.postgres.connections import Connections
 
 POOL_SIZE = 20
-"""Connections at most: a worker needs two or three (claims, completions, heartbeats), the API
-one per request in flight."""
+"""Connections at most, by default: a worker needs two or three (claims, completions,
+heartbeats), the API one per request in flight."""
 ACQUIRE_TIMEOUT = 30.0
 """Seconds to wait for a free connection before giving up (the API answers 503)."""
 CONNECT_TIMEOUT = 10.0
@@ -38,14 +38,16 @@ _STALE = (
 class PostgresDatabase:
     """The backend's asyncpg connections (opened on first use) and its statements, numbered."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, *, pool_size: int | None = None, prepared: bool = True) -> None:
         self._statements = {name: positional(sql) for name, sql in load_queries("postgres").items()}
         self._connections = Connections(
             dsn,
-            size=POOL_SIZE,
+            size=pool_size or POOL_SIZE,
             connect_timeout=CONNECT_TIMEOUT,
             acquire_timeout=ACQUIRE_TIMEOUT,
-            setup=_setup,
+            setup=_setup if prepared else _setup_unprepared,
+            # 0: asyncpg prepares nothing by name, which a pooler in transaction mode needs.
+            statement_cache_size=None if prepared else 0,
         )
 
     async def close(self) -> None:
@@ -114,6 +116,14 @@ class _InTransaction:
 
 
 async def _setup(conn: asyncpg.Connection) -> None:
+    await _setup_unprepared(conn)
+    # Prepared statements keep one generic plan: the hot statements are written for their
+    # indexes, and a custom plan per call would double the cost of a claim (about 0.4 ms of
+    # planning against 0.3 ms of execution).
+    await conn.execute("SET plan_cache_mode = force_generic_plan")
+
+
+async def _setup_unprepared(conn: asyncpg.Connection) -> None:
     # jsonb arrives decoded, as it does on a host's SQLAlchemy connection; it is sent as text.
     await conn.set_type_codec(
         "jsonb", encoder=str, decoder=json.loads, schema="pg_catalog", format="text"

@@ -1,6 +1,7 @@
 -- Every runtime statement of the PostgreSQL backend, one per name, in alphabetical order.
 -- Format: "-- name: <query>", a one-line description, then the statement.
--- Times come from the database (now()), so every machine shares one clock.
+-- Times come from the database (now()), so every machine shares one clock, unless the queue has
+-- a clock of its own (a test's): then :now carries its time, and coalesce(:now, now()) takes it.
 -- Notifications go to the channel "equeue" as "<kind>:<values>"; PostgreSQL delivers them only
 -- when the transaction commits, so a wake-up never announces a job that a rollback removed.
 -- JSON goes in as text cast to jsonb: the statements then read the same whether they run on the
@@ -11,7 +12,7 @@
 UPDATE equeue_jobs
 SET status = CASE WHEN status = 'processing' THEN status ELSE 'cancelled' END,
     cancel_requested = (status = 'processing'),
-    finished_at = CASE WHEN status = 'processing' THEN NULL ELSE now() END
+    finished_at = CASE WHEN status = 'processing' THEN NULL ELSE coalesce(CAST(:now AS timestamptz), now()) END
 WHERE id = CAST(:id AS uuid) AND status IN ('queued', 'retrying', 'processing')
 RETURNING *, pg_notify('equeue', 'cancel:' || id::text) IS NULL AS notified;
 
@@ -25,14 +26,14 @@ RETURNING *, pg_notify('equeue', 'cancel:' || id::text) IS NULL AS notified;
 WITH due AS (
     SELECT id
     FROM equeue_jobs
-    WHERE status IN ('queued', 'retrying') AND scheduled_at <= now()
+    WHERE status IN ('queued', 'retrying') AND scheduled_at <= coalesce(CAST(:now AS timestamptz), now())
       AND EXISTS (SELECT 1 FROM equeue_workers WHERE id = CAST(:worker_id AS uuid))
     ORDER BY priority DESC, scheduled_at, id
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
 )
 UPDATE equeue_jobs AS j
-SET status = 'processing', attempts = j.attempts + 1, started_at = now(),
+SET status = 'processing', attempts = j.attempts + 1, started_at = coalesce(CAST(:now AS timestamptz), now()),
     worker_id = CAST(:worker_id AS uuid)
 FROM due
 WHERE j.id = due.id
@@ -43,7 +44,7 @@ RETURNING j.*;
 WITH due AS (
     SELECT id
     FROM equeue_jobs
-    WHERE status IN ('queued', 'retrying') AND scheduled_at <= now()
+    WHERE status IN ('queued', 'retrying') AND scheduled_at <= coalesce(CAST(:now AS timestamptz), now())
       AND EXISTS (SELECT 1 FROM equeue_workers WHERE id = CAST(:worker_id AS uuid))
       AND queue IN (SELECT jsonb_array_elements_text(CAST(CAST(:queues AS text) AS jsonb)))
     ORDER BY priority DESC, scheduled_at, id
@@ -51,7 +52,7 @@ WITH due AS (
     FOR UPDATE SKIP LOCKED
 )
 UPDATE equeue_jobs AS j
-SET status = 'processing', attempts = j.attempts + 1, started_at = now(),
+SET status = 'processing', attempts = j.attempts + 1, started_at = coalesce(CAST(:now AS timestamptz), now()),
     worker_id = CAST(:worker_id AS uuid)
 FROM due
 WHERE j.id = due.id
@@ -80,12 +81,12 @@ updated AS (
         errors = CASE WHEN o.error IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(o.error) END,
         last_error = CASE WHEN o.error IS NULL THEN j.last_error ELSE o.error ->> 'error' END,
         scheduled_at = CASE WHEN o.status = 'retrying' AND NOT j.cancel_requested
-                            THEN now() + make_interval(secs => o.retry_delay)
+                            THEN coalesce(CAST(:now AS timestamptz), now()) + make_interval(secs => o.retry_delay)
                             ELSE j.scheduled_at END,
         started_at = CASE WHEN o.status = 'queued' AND NOT j.cancel_requested
                           THEN NULL ELSE j.started_at END,
         finished_at = CASE WHEN o.status IN ('completed', 'failed', 'cancelled')
-                                OR j.cancel_requested THEN now() END,
+                                OR j.cancel_requested THEN coalesce(CAST(:now AS timestamptz), now()) END,
         worker_id = NULL,
         cancel_requested = false
     FROM outcome AS o
@@ -125,11 +126,13 @@ WHERE idempotency_key IN (SELECT jsonb_array_elements_text(CAST(CAST(:keys AS te
 -- no arrays to unpack and no grouping of queues. A key that exists skips the row (and the
 -- NOTIFY with it, which RETURNING sends only for an inserted row).
 INSERT INTO equeue_jobs (
-    id, job_type, queue, payload, priority, max_attempts, scheduled_at, idempotency_key)
-VALUES (
-    CAST(:id AS uuid), :job_type, :queue, CAST(CAST(:payload AS text) AS jsonb), :priority,
-    :max_attempts, coalesce(CAST(:run_at AS timestamptz), now() + make_interval(secs => :delay)),
-    :idempotency_key)
+    id, job_type, queue, payload, priority, max_attempts, created_at, scheduled_at,
+    idempotency_key)
+SELECT CAST(:id AS uuid), :job_type, :queue, CAST(CAST(:payload AS text) AS jsonb), :priority,
+       :max_attempts, t.now, coalesce(CAST(:run_at AS timestamptz),
+                                      t.now + make_interval(secs => :delay)),
+       :idempotency_key
+FROM (SELECT coalesce(CAST(:now AS timestamptz), now()) AS now) AS t
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id, payload, created_at, scheduled_at,
           pg_notify('equeue', 'available:' || queue) IS NULL AS notified;
@@ -141,10 +144,11 @@ RETURNING id, payload, created_at, scheduled_at,
 -- The wake-up is one NOTIFY per queue per statement, sent at commit (also the host's commit).
 WITH inserted AS (
     INSERT INTO equeue_jobs (
-        id, job_type, queue, payload, priority, max_attempts, scheduled_at, idempotency_key)
+        id, job_type, queue, payload, priority, max_attempts, created_at, scheduled_at,
+        idempotency_key)
     SELECT r.id, r.job_type, r.queue, CAST(r.payload AS jsonb), r.priority, r.max_attempts,
-           coalesce(r.run_at, now() + make_interval(secs => r.delay)), r.idempotency_key
-    FROM unnest(
+           t.now, coalesce(r.run_at, t.now + make_interval(secs => r.delay)), r.idempotency_key
+    FROM (SELECT coalesce(CAST(:now AS timestamptz), now()) AS now) AS t, unnest(
         CAST(:ids AS uuid[]), CAST(:job_types AS text[]), CAST(:queues AS text[]),
         CAST(:payloads AS text[]), CAST(:priorities AS integer[]),
         CAST(:max_attempts AS integer[]), CAST(:delays AS double precision[]),
@@ -160,14 +164,33 @@ FROM inserted;
 
 -- name: job_list
 -- A page of jobs, newest first, after a keyset position, with optional filters.
+-- The statement keeps one generic plan, so each way of reading is a branch of its own that
+-- runs only when its one-time filter holds: by status on the status index, else on the
+-- creation index. The keyset bound is always an index condition: with no cursor it is infinity.
 SELECT *
-FROM equeue_jobs
-WHERE (CAST(:status AS text) IS NULL OR status = :status)
-  AND (CAST(:job_type AS text) IS NULL OR job_type = :job_type)
-  AND (CAST(:queue AS text) IS NULL OR queue = :queue)
-  AND (CAST(:after_created AS text) IS NULL
-       OR (created_at, id) < (CAST(CAST(:after_created AS text) AS timestamptz),
-                              CAST(:after_id AS uuid)))
+FROM (
+    (SELECT *
+     FROM equeue_jobs
+     WHERE CAST(:status AS text) IS NULL
+       AND (CAST(:job_type AS text) IS NULL OR job_type = :job_type)
+       AND (CAST(:queue AS text) IS NULL OR queue = :queue)
+       AND (created_at, id) < (coalesce(CAST(:after_created AS timestamptz), 'infinity'),
+                               coalesce(CAST(:after_id AS uuid),
+                                        'ffffffff-ffff-ffff-ffff-ffffffffffff'))
+     ORDER BY created_at DESC, id DESC
+     LIMIT :limit)
+    UNION ALL
+    (SELECT *
+     FROM equeue_jobs
+     WHERE status = :status
+       AND (CAST(:job_type AS text) IS NULL OR job_type = :job_type)
+       AND (CAST(:queue AS text) IS NULL OR queue = :queue)
+       AND (created_at, id) < (coalesce(CAST(:after_created AS timestamptz), 'infinity'),
+                               coalesce(CAST(:after_id AS uuid),
+                                        'ffffffff-ffff-ffff-ffff-ffffffffffff'))
+     ORDER BY created_at DESC, id DESC
+     LIMIT :limit)
+) AS page
 ORDER BY created_at DESC, id DESC
 LIMIT :limit;
 
@@ -189,7 +212,7 @@ WITH lost AS (
       AND NOT EXISTS (
           SELECT 1 FROM equeue_workers AS w
           WHERE w.id = j.worker_id
-            AND w.last_beat_at > now() - make_interval(secs => :stalled_after))
+            AND w.last_beat_at > coalesce(CAST(:now AS timestamptz), now()) - make_interval(secs => :stalled_after))
     FOR UPDATE SKIP LOCKED
 )
 UPDATE equeue_jobs AS j
@@ -200,10 +223,10 @@ SET status = CASE WHEN j.cancel_requested THEN 'cancelled'
         'attempt', j.attempts,
         'error', CAST(:error AS text),
         'traceback', NULL,
-        'at', now(),
+        'at', coalesce(CAST(:now AS timestamptz), now()),
         'worker_id', j.worker_id)),
     last_error = CAST(:error AS text),
-    finished_at = CASE WHEN j.cancel_requested OR j.attempts >= j.max_attempts THEN now() END,
+    finished_at = CASE WHEN j.cancel_requested OR j.attempts >= j.max_attempts THEN coalesce(CAST(:now AS timestamptz), now()) END,
     worker_id = NULL,
     cancel_requested = false
 FROM lost
@@ -213,7 +236,7 @@ RETURNING j.*, pg_notify('equeue', 'available:' || j.queue) IS NULL AS notified;
 -- name: job_retry
 -- Queue a failed or cancelled job again, attempts reset, errors kept.
 UPDATE equeue_jobs
-SET status = 'queued', attempts = 0, scheduled_at = now(), started_at = NULL,
+SET status = 'queued', attempts = 0, scheduled_at = coalesce(CAST(:now AS timestamptz), now()), started_at = NULL,
     finished_at = NULL, result = NULL, worker_id = NULL, cancel_requested = false
 WHERE id = CAST(:id AS uuid) AND status IN ('failed', 'cancelled')
 RETURNING *, pg_notify('equeue', 'available:' || queue) IS NULL AS notified;
@@ -245,9 +268,9 @@ SELECT 1;
 -- Per queue and status: how many jobs, how long the oldest due job has waited (seconds), and
 -- how many finished in the last minute.
 SELECT queue, status, count(*) AS count,
-       extract(epoch FROM now() - min(scheduled_at) FILTER (
-           WHERE status IN ('queued', 'retrying') AND scheduled_at <= now())) AS oldest_due_age,
-       count(*) FILTER (WHERE finished_at > now() - interval '1 minute') AS finished_last_minute
+       extract(epoch FROM coalesce(CAST(:now AS timestamptz), now()) - min(scheduled_at) FILTER (
+           WHERE status IN ('queued', 'retrying') AND scheduled_at <= coalesce(CAST(:now AS timestamptz), now()))) AS oldest_due_age,
+       count(*) FILTER (WHERE finished_at > coalesce(CAST(:now AS timestamptz), now()) - interval '1 minute') AS finished_last_minute
 FROM equeue_jobs
 GROUP BY queue, status;
 
@@ -257,14 +280,16 @@ DELETE FROM equeue_workers WHERE id = CAST(:id AS uuid);
 
 -- name: worker_forget
 -- Forget workers silent for :stalled_after seconds (their jobs were just rescued).
-DELETE FROM equeue_workers WHERE last_beat_at <= now() - make_interval(secs => :stalled_after);
+DELETE FROM equeue_workers WHERE last_beat_at <= coalesce(CAST(:now AS timestamptz), now()) - make_interval(secs => :stalled_after);
 
 -- name: worker_heartbeat
 -- Prove a worker alive; no row back means it was declared lost.
-UPDATE equeue_workers SET last_beat_at = now() WHERE id = CAST(:id AS uuid) RETURNING id;
+UPDATE equeue_workers SET last_beat_at = coalesce(CAST(:now AS timestamptz), now()) WHERE id = CAST(:id AS uuid) RETURNING id;
 
 -- name: worker_register
 -- Record a starting worker process (or refresh one that was declared lost and came back).
-INSERT INTO equeue_workers (id, hostname, pid, queues, concurrency)
-VALUES (CAST(:id AS uuid), :hostname, :pid, CAST(CAST(:queues AS text) AS jsonb), :concurrency)
-ON CONFLICT (id) DO UPDATE SET last_beat_at = now();
+INSERT INTO equeue_workers (id, hostname, pid, queues, concurrency, started_at, last_beat_at)
+SELECT CAST(:id AS uuid), :hostname, :pid, CAST(CAST(:queues AS text) AS jsonb), :concurrency,
+       t.now, t.now
+FROM (SELECT coalesce(CAST(:now AS timestamptz), now()) AS now) AS t
+ON CONFLICT (id) DO UPDATE SET last_beat_at = excluded.last_beat_at;

@@ -5,11 +5,17 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fastapi_equeue.backend import Capabilities, JobInsertParams, JobRow, Notification
+from fastapi_equeue.backend import (
+    BackendOptions,
+    Capabilities,
+    JobInsertParams,
+    JobRow,
+    Notification,
+)
 from fastapi_equeue.backends._notify import LocalNotifier
 from fastapi_equeue.backends._sql import Row, SQLBackend, decode_errors
 from fastapi_equeue.backends.sqlite.database import SQLiteDatabase
-from fastapi_equeue.clock import Clock
+from fastapi_equeue.clock import SystemClock
 from fastapi_equeue.jobs import JobStatus
 
 if TYPE_CHECKING:
@@ -24,14 +30,14 @@ class SQLiteBackend(SQLBackend):
 
     dialect: ClassVar[str] = "sqlite"
 
-    def __init__(self, database: SQLiteDatabase, clock: Clock) -> None:
-        super().__init__(database)
+    def __init__(self, path: str, options: BackendOptions) -> None:
+        super().__init__(SQLiteDatabase(path, pool_size=options.pool_size))
         self.capabilities = Capabilities(listen_notify=False)
         self.notifier = LocalNotifier()
-        self._clock = clock
+        self._clock = options.clock or SystemClock()
 
     def _bind(self, params: dict[str, Any]) -> dict[str, Any]:
-        params["now"] = round(self._clock.time() * 1_000_000)
+        params["now"] = self._time(self._clock.now())
         return params
 
     def _time(self, value: datetime) -> Any:
@@ -52,18 +58,7 @@ class SQLiteBackend(SQLBackend):
         return {"rows": json.dumps([self._insert_one(p) for p in params])}
 
     def _announce(self, conn: "AsyncConnection | None", notification: Notification) -> None:
-        if conn is None:
-            self.notifier.publish_local(notification)
-            return
-        # The host's transaction carries the write: tell the workers only once it commits.
-        from sqlalchemy import event  # the host brought SQLAlchemy; the package loads it on demand
-
-        event.listen(
-            conn.sync_connection,
-            "commit",
-            lambda _conn: self.notifier.publish_local(notification),
-            once=True,
-        )
+        self._publish_local(conn, notification)
 
     def _decode(self, row: Row) -> JobRow:
         result = row["result"]

@@ -20,18 +20,18 @@ from fastapi_equeue.backends._sql import Row, Statements
 
 BUSY_TIMEOUT_MS = 30_000
 POOL_SIZE = 5
+"""Connections at most, by default (each is a thread); SQLite runs one writer at a time anyway."""
 WAL_RETRY_DELAY = 0.01
-"""Connections at most (each is a thread); SQLite runs one writer at a time anyway."""
 
 
 class SQLiteDatabase:
-    """Up to ``POOL_SIZE`` connections to the file at ``path``, opened on first use."""
+    """Up to ``pool_size`` connections to the file at ``path``, opened on first use."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, pool_size: int | None = None) -> None:
         self._path = path
         self._statements = load_queries("sqlite")
         self._idle: list[aiosqlite.Connection] = []
-        self._slots = asyncio.Semaphore(POOL_SIZE)
+        self._slots = asyncio.Semaphore(pool_size or POOL_SIZE)
         self._discarded: set[asyncio.Task[None]] = set()
         self._closed = False
 
