@@ -7,12 +7,13 @@ and commits its own.
 """
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from enum import Enum
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, get_type_hints
 
 from fastapi_equeue.clock import Clock
-from fastapi_equeue.jobs import JobStatus
+from fastapi_equeue.jobs import Job, JobError, JobStatus
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -57,37 +58,89 @@ class AttemptError:
     worker_id: str | None = None
 
 
+class Column(Enum):
+    """How a column's value travels, which says how each dialect decodes it."""
+
+    VALUE = "value"
+    """As the driver returns it."""
+    ID = "id"
+    """A uuid (PostgreSQL) or its text (SQLite); ``str`` here."""
+    STATUS = "status"
+    JSON = "json"
+    """jsonb, which the driver decodes, or JSON text."""
+    TIME = "time"
+    """timestamptz, or whole microseconds since the epoch; ``None`` stays ``None``."""
+    FLAG = "flag"
+    """boolean, or 0 and 1."""
+    ERRORS = "errors"
+    """The error history, a JSON array."""
+
+
 @dataclass(frozen=True, slots=True)
 class JobRow:
-    """One row of the jobs table, as every backend returns it."""
+    """One row of the jobs table: the one definition of its columns.
 
-    id: str
+    Each field is the column of the same name, and its ``Column`` (``VALUE`` when not given)
+    says how the dialects decode it; ``JOB_COLUMNS`` lists them. A field's default is what a
+    new job holds. The public ``Job`` is a subset of these fields, built by ``to_job``.
+    """
+
+    id: Annotated[str, Column.ID]
     job_type: str
     queue: str
-    status: JobStatus
-    payload: dict[str, JSON]
+    payload: Annotated[dict[str, JSON], Column.JSON]
     priority: int
-    attempts: int
     max_attempts: int
-    created_at: datetime
-    scheduled_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    result: JSON
-    last_error: str | None
-    errors: tuple[AttemptError, ...]
-    idempotency_key: str | None
-    worker_id: str | None
-    cancel_requested: bool
+    created_at: Annotated[datetime, Column.TIME]
+    scheduled_at: Annotated[datetime, Column.TIME]
+    status: Annotated[JobStatus, Column.STATUS] = JobStatus.QUEUED
+    attempts: int = 0
+    started_at: Annotated[datetime | None, Column.TIME] = None
+    finished_at: Annotated[datetime | None, Column.TIME] = None
+    result: Annotated[JSON, Column.JSON] = None
+    last_error: str | None = None
+    errors: Annotated[tuple[AttemptError, ...], Column.ERRORS] = ()
+    idempotency_key: str | None = None
+    worker_id: Annotated[str | None, Column.ID] = None
+    cancel_requested: Annotated[bool, Column.FLAG] = False
+
+    def to_job(self) -> Job:
+        """The public ``Job`` of this row.
+
+        Built without validation: every field comes from a row whose types the backend
+        guarantees, and validating them again cost more than the rest of a bulk enqueue.
+        """
+        values = {name: getattr(self, name) for name in _PUBLIC}
+        values["errors"] = [
+            JobError.model_construct(
+                attempt=e.attempt, error=e.error, traceback=e.traceback, at=e.at
+            )
+            for e in self.errors
+        ]
+        return Job.model_construct(**values)
 
 
-@dataclass(frozen=True, slots=True)
-class ProcessingJob:
-    """A job the database holds as running on some worker."""
+def _columns(row: type) -> tuple[tuple[str, Column], ...]:
+    hints = get_type_hints(row, include_extras=True)
+    return tuple(
+        (
+            field.name,
+            next(
+                (
+                    m
+                    for m in getattr(hints[field.name], "__metadata__", ())
+                    if isinstance(m, Column)
+                ),
+                Column.VALUE,
+            ),
+        )
+        for field in fields(row)
+    )
 
-    id: str
-    attempt: int
-    cancel_requested: bool
+
+JOB_COLUMNS = _columns(JobRow)
+"""Every column of the jobs table, in ``JobRow``'s order, with how it travels."""
+_PUBLIC = tuple(name for name in Job.model_fields if name != "errors")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,11 +162,39 @@ class JobInsertParams:
 
 @dataclass(frozen=True, slots=True)
 class JobClaimParams:
-    """Claim up to ``limit`` due jobs for ``worker_id`` from ``queues`` (``None``: every queue)."""
+    """Claim up to ``limit`` due jobs of ``queue`` for ``worker_id``, as its settings allow."""
 
     worker_id: str
+    queue: str
     limit: int
-    queues: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What a claim took, and how many the queue's settings let it take (at most the limit):
+    fewer jobs than ``room`` means the queue had no more due; ``room`` below the limit means
+    its settings held the claim back."""
+
+    jobs: list[JobRow]
+    room: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rescue:
+    """What a rescue did: the jobs it took back, and the silent workers it forgot."""
+
+    jobs: list[JobRow]
+    workers: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class JobPruneParams:
+    """Delete up to ``limit`` finished jobs: completed and cancelled ones that finished more
+    than ``retention`` seconds ago, failed ones more than ``failed_retention`` (``None``: keep)."""
+
+    retention: float | None
+    failed_retention: float | None
+    limit: int
 
 
 CompleteStatus = Literal["completed", "failed", "retrying", "cancelled", "queued"]
@@ -170,7 +251,39 @@ class QueueStatsRow:
     finished_last_minute: int = 0
 
 
-NotificationKind = Literal["available", "cancel", "done"]
+@dataclass(frozen=True, slots=True)
+class QueueSettingsRow:
+    """A queue's settings (none: an unset limit), and whether it has claimable jobs."""
+
+    name: str
+    paused: bool = False
+    concurrency: int | None = None
+    rate_limit: int | None = None
+    rate_period: int | None = None
+    claimable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRow:
+    """A queue: its settings, and how many of its jobs are in each status."""
+
+    settings: QueueSettingsRow
+    counts: dict[JobStatus, int]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueConfigureParams:
+    """New limits of a queue; a limit whose ``set_`` flag is off keeps its current value."""
+
+    name: str
+    set_concurrency: bool = False
+    concurrency: int | None = None
+    set_rate: bool = False
+    rate_limit: int | None = None
+    rate_period: int | None = None
+
+
+NotificationKind = Literal["available", "cancel", "done", "queue"]
 
 EVERY_QUEUE = "*"
 """An ``available`` notification for this queue name wakes every producer (after a reconnect)."""
@@ -224,11 +337,13 @@ class Backend(Protocol):
     async def job_cancel(self, job_id: str) -> JobRow | None:
         """Cancel a queued or retrying job, or flag a processing one; ``None`` if neither."""
 
-    async def job_claim(self, params: JobClaimParams) -> list[JobRow]:
-        """Mark up to ``params.limit`` due jobs processing for the worker, by priority."""
+    async def job_claim(self, params: JobClaimParams) -> Claim:
+        """Mark up to ``params.limit`` due jobs of the queue processing for the worker, by
+        priority, as far as the queue's settings allow."""
 
-    async def job_complete_many(self, params: Sequence[JobCompleteParams]) -> set[str]:
-        """Write attempt outcomes in one round trip; return the ids the fence let through."""
+    async def job_complete_many(self, params: Sequence[JobCompleteParams]) -> dict[str, JobStatus]:
+        """Write attempt outcomes in one round trip; the ids the fence let through, each with
+        the status its job ended in."""
 
     async def job_get(self, job_id: str, *, conn: "AsyncConnection | None" = None) -> JobRow | None:
         """One job by id."""
@@ -246,14 +361,30 @@ class Backend(Protocol):
     async def job_list(self, params: JobListParams) -> list[JobRow]:
         """A page of jobs, newest first."""
 
-    async def job_processing_by_worker(self, worker_id: str) -> list[ProcessingJob]:
+    async def job_processing_by_worker(self, worker_id: str) -> list[JobRow]:
         """The jobs the database holds as running on ``worker_id``."""
 
-    async def job_rescue_stalled(self, stalled_after: float) -> list[JobRow]:
-        """Put back (or fail) processing jobs whose worker has been silent for ``stalled_after``."""
+    async def job_prune(self, params: JobPruneParams) -> dict[JobStatus, int]:
+        """Delete finished jobs past their retention, a batch at a time; how many, by status."""
+
+    async def job_rescue_stalled(self, stalled_after: float, worker_id: str) -> Rescue:
+        """Put back (or fail) processing jobs whose worker has been silent for ``stalled_after``
+        seconds, and forget such workers; ``worker_id`` (the caller's, alive) is never one."""
 
     async def job_retry(self, job_id: str) -> JobRow | None:
         """Queue a failed or cancelled job again with attempts reset; ``None`` if neither."""
+
+    async def queue_configure(self, params: QueueConfigureParams) -> None:
+        """Set a queue's limits (the queue comes into being if it has no settings yet)."""
+
+    async def queue_find(self, queues: tuple[str, ...] | None) -> list[QueueSettingsRow]:
+        """The queues that have claimable jobs or settings, among ``queues`` (``None``: all)."""
+
+    async def queue_list(self, name: str | None) -> list[QueueRow]:
+        """Every queue that holds jobs or has settings (or only ``name``), with its counts."""
+
+    async def queue_pause(self, name: str, paused: bool) -> None:
+        """Pause or resume a queue (it comes into being if it has no settings yet)."""
 
     async def queue_stats(self) -> list[QueueStatsRow]:
         """Job counts per queue and status."""

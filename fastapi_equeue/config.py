@@ -30,6 +30,11 @@ MAX_PAYLOAD_DEPTH = 64
 COMPLETION_BATCH = 100
 COMPLETION_LINGER = 0.01
 """Seconds an outcome may wait for more to share its write, while other jobs are running."""
+RATE_MARGIN = 0.05
+"""Seconds added to every rate window: a job starts running a few milliseconds after its claim,
+and the margin keeps the limit true of the starts as the tasks see them, not only as claimed."""
+PRUNE_BATCH = 1000
+"""Finished jobs deleted per statement (of each status), so retention never holds long locks."""
 MAX_DELAY = 10 * 365 * 86400.0
 """The longest delay (enqueue ``delay``, ``retry_delay``) in seconds: ten years."""
 
@@ -88,7 +93,7 @@ class Config:
             for queue in self.queues:
                 try:
                     check_queue_name(queue)
-                except ConfigurationError as exc:
+                except ValueError as exc:
                     raise ConfigurationError(f"queues: {exc}") from None
 
     def replace(self, **changes: object) -> "Config":
@@ -111,12 +116,30 @@ def seconds(name: str, value: float | timedelta | None) -> float | None:
     raise ConfigurationError(f"{name} must be seconds, a timedelta or None, got {value!r}")
 
 
+def storable_text(value: str) -> bool:
+    """Whether every database (and every JSON answer) can hold ``value``: no NUL, and no lone
+    surrogate, which UTF-8 cannot encode."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_queue_name(queue: object) -> str:
-    """``queue`` if it is a usable queue name, else ``ConfigurationError``."""
-    if not isinstance(queue, str) or not queue or len(queue) > MAX_QUEUE_NAME or "\x00" in queue:
-        raise ConfigurationError(
-            f"a queue name must be a non-empty string of at most {MAX_QUEUE_NAME} characters "
-            f"and no NUL, got {queue!r}"
+    """``queue`` if it is a usable queue name, else ``ValueError`` saying why."""
+    if (
+        not isinstance(queue, str)
+        or not queue
+        or len(queue) > MAX_QUEUE_NAME
+        or not storable_text(queue)
+    ):
+        shown = repr(queue) if len(repr(queue)) <= 60 else repr(queue)[:57] + "..."
+        raise ValueError(
+            f"a queue name must be a non-empty string of at most {MAX_QUEUE_NAME} characters, "
+            f"in UTF-8 and without NUL, got {shown}"
         )
     return queue
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, overload
 
+from fastapi_equeue import eventlog, events
 from fastapi_equeue.backend import Backend, BackendOptions
 from fastapi_equeue.backends import open_backend
 from fastapi_equeue.client import QueueClient
@@ -30,6 +31,7 @@ from fastapi_equeue.config import (
 from fastapi_equeue.errors import ConfigurationError
 from fastapi_equeue.retry import RetryDelay
 from fastapi_equeue.runtime.runtime import Runtime
+from fastapi_equeue.store import Store
 from fastapi_equeue.tasks import Task, TaskRegistry
 
 if TYPE_CHECKING:
@@ -133,7 +135,11 @@ class EQueue:
             poll_only=poll_only,
         )
         self._clock = clock or SystemClock()
+        self.events = events.EventBus()
+        """This queue's events: ``queue.events.subscribe(handler, events.JobFailed)``."""
+        eventlog.attach(self.events)
         self._backend: Backend | None = None
+        self._store: Store | None = None
         self._client: QueueClient | None = None
         self._runtime: Runtime | None = None
         self._stack: AsyncExitStack | None = None
@@ -274,12 +280,17 @@ class EQueue:
                 if applied:
                     logger.info("applied migrations %s", ", ".join(applied))
             self._backend = backend
-            self._client = QueueClient(backend, self.registry, self.config)
+            self._store = Store(backend, self.events, self._clock)
+            self._client = QueueClient(self._store, self.registry, self.config, self._clock)
             yield self._client
         finally:
             self._client = None
+            self._store = None
             self._backend = None
-            await backend.close()
+            try:
+                await self.events.close()
+            finally:
+                await backend.close()
 
     @asynccontextmanager
     async def workers(
@@ -303,15 +314,14 @@ class EQueue:
         self, *, concurrency: int, queues: tuple[str, ...] | None, burst: bool = False
     ) -> Runtime:
         """A runtime (not started) against the connected backend."""
-        if self._backend is None:
+        if self._store is None:
             raise ConfigurationError("connect the queue before starting workers")
         if concurrency < 1:
             raise ConfigurationError(f"workers need concurrency >= 1, got {concurrency}")
-        config = self.config.replace(concurrency=concurrency, queues=queues)
         return Runtime(
-            self._backend,
+            self._store,
             self.registry,
-            config,
+            self.config,
             self._clock,
             concurrency=concurrency,
             queues=queues,

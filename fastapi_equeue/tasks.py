@@ -174,7 +174,10 @@ def _validate_options(task: Task[Any, Any]) -> None:
     delay: object = task.retry_delay
     if not isinstance(name, str) or not name or len(name) > 200:
         raise ConfigurationError(f"task name must be a non-empty string, got {name!r}")
-    check_queue_name(task.queue)
+    try:
+        check_queue_name(task.queue)
+    except ValueError as exc:
+        raise ConfigurationError(f"task {task.name!r}: {exc}") from None
     if not isinstance(max_attempts, int) or not 1 <= max_attempts <= MAX_ATTEMPTS_LIMIT:
         raise ConfigurationError(
             f"max_attempts of {task.name!r} must be in 1..{MAX_ATTEMPTS_LIMIT}, "

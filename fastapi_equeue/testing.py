@@ -1,4 +1,5 @@
-"""Helpers for testing an app that uses fastapi_equeue: run queued jobs to their end, no sleeps.
+"""Helpers for testing an app that uses fastapi_equeue: run queued jobs to their end, move time
+forward, wait for conditions; no sleeps.
 
 Example:
     >>> async with queue.lifespan(app):
@@ -12,8 +13,11 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from fastapi_equeue.clock import ManualClock
 from fastapi_equeue.config import DEFAULT_CONCURRENCY
 from fastapi_equeue.queue import EQueue
+
+__all__ = ["ManualClock", "drain", "eventually"]
 
 T = TypeVar("T")
 
@@ -37,14 +41,13 @@ async def drain(queue: EQueue, *, timeout: float = 60.0) -> None:
             )
             await runtime.start()
             try:
-                await runtime.wait_producer()
+                await runtime.wait()
             finally:
                 await runtime.stop()
             own = queue.runtime
             if own is not None:
-                await own.producer.wait_running(None)
-                await own.flushed()
-            if runtime.producer.claimed_total == 0 and (own is None or not own.producer.running):
+                await own.idle()
+            if runtime.claimed_total == 0 and (own is None or not own.attempts.busy):
                 return
 
 

@@ -6,11 +6,10 @@ passes to ``include_router``.
 """
 
 import contextlib
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
 
 from fastapi_equeue.api.body import read_json_object
 from fastapi_equeue.api.dependencies import get_equeue, get_queue
@@ -20,15 +19,14 @@ from fastapi_equeue.api.schemas import (
     ConflictBody,
     ErrorBody,
     JobCreate,
-    JobOptions,
-    JobPage,
     JobResult,
     ValidationErrorBody,
 )
 from fastapi_equeue.client import QueueClient
 from fastapi_equeue.config import MAX_QUEUE_NAME
 from fastapi_equeue.errors import InvalidTransition, JobNotFound
-from fastapi_equeue.jobs import Job, JobStatus, QueueStats
+from fastapi_equeue.jobs import Job, JobStatus, Page, QueueStats
+from fastapi_equeue.options import EnqueueOptions
 from fastapi_equeue.queue import EQueue
 
 MAX_RESULT_WAIT = 60.0
@@ -76,17 +74,12 @@ async def submit_job(request: Request, response: Response, queue: EQueueDep) -> 
     data = await read_json_object(request, queue.config.max_payload_bytes + BODY_OVERHEAD)
     job_type = data.pop("job_type", None)
     payload = data.pop("payload", None)
-    try:
-        options = JobOptions.model_validate(data)
-    except ValidationError as exc:
-        raise RequestValidationError(_in_body(exc)) from None
+    options = EnqueueOptions.from_mapping(data, json=True)
     if not isinstance(job_type, str):
         raise RequestValidationError(
             [{"loc": ("body", "job_type"), "msg": "Field required (a string)", "type": "missing"}]
         )
-    submission = await queue.client.submit(
-        job_type, payload, **options.model_dump(exclude_none=True)
-    )
+    submission = await queue.client.submit(job_type, payload, options)
     if submission.created:
         path = request.app.url_path_for("equeue_get_job", job_id=submission.job.id)
         response.headers["Location"] = request.scope.get("root_path", "") + path
@@ -103,7 +96,7 @@ async def job_stats(q: Queue) -> QueueStats:
 
 @router.get(
     "",
-    response_model=JobPage,
+    response_model=Page,
     summary="List jobs, newest first",
     responses={422: _INVALID},
 )
@@ -115,7 +108,7 @@ async def list_jobs(
     queue: Annotated[str | None, Query(min_length=1, max_length=MAX_QUEUE_NAME)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
-) -> JobPage:
+) -> Page:
     """A page of jobs; pass ``next_cursor`` back as ``cursor`` for the next one."""
     unknown = sorted(set(request.query_params) - _LIST_PARAMETERS)
     if unknown:
@@ -128,7 +121,7 @@ async def list_jobs(
     page = await q.list(
         status=status_filter, job_type=job_type, queue=queue, limit=limit, cursor=cursor
     )
-    return JobPage(items=page.items, next_cursor=page.next_cursor)
+    return page
 
 
 @router.get(
@@ -194,13 +187,6 @@ async def cancel_job(job_id: str, q: Queue) -> Job:
 async def retry_job(job_id: str, q: Queue) -> Job:
     """Put a ``failed`` or ``cancelled`` job back to ``queued`` with its attempts reset."""
     return await q.retry(job_id)
-
-
-def _in_body(exc: ValidationError) -> list[dict[str, Any]]:
-    return [
-        {"loc": ("body", *error["loc"]), "msg": error["msg"], "type": error["type"]}
-        for error in exc.errors(include_url=False, include_context=False)
-    ]
 
 
 __all__ = ["router"]

@@ -2,38 +2,22 @@
 
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from fastapi_equeue.config import (
-    MAX_ATTEMPTS_LIMIT,
-    MAX_DELAY,
-    MAX_IDEMPOTENCY_KEY,
-    MAX_PRIORITY,
-    MAX_QUEUE_NAME,
+from fastapi_equeue.jobs import JobStatus
+from fastapi_equeue.options import OPTIONS
+
+OPTIONS_SCHEMA: dict[str, Any] = {name: option.schema for name, option in OPTIONS.items()}
+
+
+JobOptions: type[BaseModel] = create_model(
+    "JobOptions",
+    __config__=ConfigDict(extra="forbid"),
+    __doc__="The options of ``POST /jobs`` besides ``job_type`` and ``payload``.",
+    **OPTIONS_SCHEMA,
 )
-from fastapi_equeue.jobs import Job, JobStatus
-
-
-class JobOptions(BaseModel):
-    """The options of ``POST /jobs`` besides ``job_type`` and ``payload``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    queue: str | None = Field(None, min_length=1, max_length=MAX_QUEUE_NAME)
-    # Strict: pydantic would otherwise read true as 1 and "5" as 5, which the client refuses.
-    priority: int | None = Field(None, ge=-MAX_PRIORITY, le=MAX_PRIORITY, strict=True)
-    delay: float | None = Field(None, ge=0, le=MAX_DELAY, allow_inf_nan=False, strict=True)
-    run_at: AwareDatetime | None = None
-    max_attempts: int | None = Field(None, ge=1, le=MAX_ATTEMPTS_LIMIT, strict=True)
-    idempotency_key: str | None = Field(None, min_length=1, max_length=MAX_IDEMPOTENCY_KEY)
-
-    @field_validator("run_at", mode="before")
-    @classmethod
-    def _run_at_is_text(cls, value: object) -> object:
-        # A bare number would be read as a Unix time: almost certainly a mistake in an API.
-        if value is not None and not isinstance(value, str):
-            raise ValueError("run_at must be an ISO 8601 date-time with a timezone")
-        return value
+"""Built from the enqueue options' own definitions (``fastapi_equeue.options``), which also
+check every value: this model documents the body, and the bounds come from the same place."""
 
 
 class JobCreate(JobOptions):
@@ -49,13 +33,6 @@ class JobResult(BaseModel):
     id: str
     status: JobStatus
     result: Any
-
-
-class JobPage(BaseModel):
-    """``GET /jobs``: newest first; pass ``next_cursor`` as ``cursor`` for the next page."""
-
-    items: list[Job]
-    next_cursor: str | None
 
 
 class ErrorBody(BaseModel):

@@ -7,26 +7,35 @@ once, so both dialects keep the same semantics by construction.
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from fastapi_equeue.backend import (
+    JOB_COLUMNS,
     AttemptError,
     Capabilities,
+    Claim,
+    Column,
     JobClaimParams,
     JobCompleteParams,
     JobInsertParams,
     JobListParams,
+    JobPruneParams,
     JobRow,
     Notification,
+    NotificationKind,
     Notifier,
-    ProcessingJob,
+    QueueConfigureParams,
+    QueueRow,
+    QueueSettingsRow,
     QueueStatsRow,
+    Rescue,
     WorkerParams,
 )
 from fastapi_equeue.backends._queries import load_migrations, migration_script
+from fastapi_equeue.config import RATE_MARGIN
 from fastapi_equeue.jobs import JobStatus
 from fastapi_equeue.sessions import after_commit
 from fastapi_equeue.tasks import encode_json
@@ -82,6 +91,7 @@ class SQLBackend(ABC):
 
     def __init__(self, database: Database) -> None:
         self._db = database
+        self._plan = tuple((name, self.decoders.get(kind)) for name, kind in JOB_COLUMNS)
 
     # -- what a dialect provides ---------------------------------------------------------------
 
@@ -101,9 +111,13 @@ class SQLBackend(ABC):
     def _seconds(self, value: float) -> Any:
         """A duration in seconds as this dialect's statements take it."""
 
-    @abstractmethod
+    decoders: ClassVar[Mapping[Column, Callable[[Any], Any]]]
+    """How this dialect's driver values become ``JobRow`` values, by column kind (the kinds
+    missing here arrive as they are)."""
+
     def _decode(self, row: Row) -> JobRow:
-        """One ``equeue_jobs`` row as a ``JobRow``."""
+        """One ``equeue_jobs`` row as a ``JobRow``, column by column as ``decoders`` says."""
+        return JobRow(*[row[n] if f is None else f(row[n]) for n, f in self._plan])
 
     @abstractmethod
     def _decode_time(self, value: Any) -> datetime:
@@ -164,32 +178,39 @@ class SQLBackend(ABC):
         rows = await self._write("job_cancel", {"id": job_id})
         if not rows:
             return None
-        self._announce(None, Notification("cancel", (job_id,)))
+        # A waiting job is cancelled at once (it is done); a running one is asked to stop.
+        kind: NotificationKind = "cancel" if rows[0].status is JobStatus.PROCESSING else "done"
+        self._announce(None, Notification(kind, (job_id,)))
         return rows[0]
 
-    async def job_claim(self, params: JobClaimParams) -> list[JobRow]:
-        """Mark up to ``params.limit`` due jobs processing for the worker."""
-        values: dict[str, Any] = {"worker_id": params.worker_id, "limit": params.limit}
-        name = "job_claim"
-        if params.queues is not None:
-            name = "job_claim_queues"
-            values["queues"] = json.dumps(list(params.queues))
-        rows = await self._write(name, values)
-        rows.sort(key=_claim_order)
-        return rows
+    @abstractmethod
+    async def job_claim(self, params: JobClaimParams) -> Claim:
+        """Mark up to ``params.limit`` due jobs of the queue processing for the worker, as far
+        as the queue's settings allow."""
 
-    async def job_complete_many(self, params: Sequence[JobCompleteParams]) -> set[str]:
-        """Write attempt outcomes in one statement; return the ids the fence let through."""
+    def _claim_values(self, params: JobClaimParams) -> dict[str, Any]:
+        return self._bind(
+            {
+                "worker_id": params.worker_id,
+                "queue": params.queue,
+                "limit": params.limit,
+                "rate_margin": self._seconds(RATE_MARGIN),
+            }
+        )
+
+    async def job_complete_many(self, params: Sequence[JobCompleteParams]) -> dict[str, JobStatus]:
+        """Write attempt outcomes in one statement; the ids the fence let through, each with
+        the status its job ended in."""
         payload = json.dumps([self._outcome(p) for p in params])
         written = await self._db.fetch("job_complete_many", self._bind({"rows": payload}))
-        ids = {str(row["id"]) for row in written}
+        statuses = {str(row["id"]): JobStatus(row["status"]) for row in written}
         done = tuple(str(r["id"]) for r in written if JobStatus(r["status"]).is_final)
         if done:
             self._announce(None, Notification("done", done))
         requeued = tuple({r["queue"] for r in written if r["status"] == JobStatus.QUEUED})
         if requeued:
             self._announce(None, Notification("available", requeued))
-        return ids
+        return statuses
 
     async def job_get(self, job_id: str, *, conn: "AsyncConnection | None" = None) -> JobRow | None:
         """One job by id."""
@@ -245,32 +266,44 @@ class SQLBackend(ABC):
         }
         return await self._read("job_list", values, None)
 
-    async def job_processing_by_worker(self, worker_id: str) -> list[ProcessingJob]:
+    async def job_processing_by_worker(self, worker_id: str) -> list[JobRow]:
         """The jobs the database holds as running on ``worker_id``."""
-        rows = await self._db.fetch(
-            "job_processing_by_worker", self._bind({"worker_id": worker_id}), read_only=True
-        )
-        return [
-            ProcessingJob(
-                id=str(row["id"]),
-                attempt=row["attempts"],
-                cancel_requested=bool(row["cancel_requested"]),
-            )
-            for row in rows
-        ]
+        return await self._read("job_processing_by_worker", {"worker_id": worker_id}, None)
 
-    async def job_rescue_stalled(self, stalled_after: float) -> list[JobRow]:
-        """Put back (or fail) processing jobs whose worker has been silent for ``stalled_after``."""
-        values = self._bind({"stalled_after": self._seconds(stalled_after), "error": WORKER_LOST})
+    async def job_prune(self, params: JobPruneParams) -> dict[JobStatus, int]:
+        """Delete finished jobs past their retention, a batch at a time; how many, by status."""
+        values = {
+            "retention": _optional(self._seconds, params.retention),
+            "failed_retention": _optional(self._seconds, params.failed_retention),
+            "limit": params.limit,
+        }
+        rows = await self._db.fetch("job_prune", self._bind(values))
+        counts: dict[JobStatus, int] = {}
+        for row in rows:
+            status = JobStatus(row["status"])
+            counts[status] = counts.get(status, 0) + 1
+        return counts
+
+    async def job_rescue_stalled(self, stalled_after: float, worker_id: str) -> Rescue:
+        """Put back (or fail) processing jobs whose worker has been silent for
+        ``stalled_after``, and forget such workers (never ``worker_id``)."""
+        values = self._bind(
+            {
+                "stalled_after": self._seconds(stalled_after),
+                "error": WORKER_LOST,
+                "worker_id": worker_id,
+            }
+        )
         async with self._db.transaction() as tx:
             rows = [self._decode(row) for row in await tx.fetch("job_rescue_stalled", values)]
-            await tx.fetch("worker_forget", values)
-        if rows:
-            self._announce(None, Notification("available", tuple({row.queue for row in rows})))
-            done = tuple(row.id for row in rows if row.status.is_final)
-            if done:
-                self._announce(None, Notification("done", done))
-        return rows
+            forgotten = [str(row["id"]) for row in await tx.fetch("worker_forget", values)]
+        requeued = tuple({row.queue for row in rows if row.status is JobStatus.QUEUED})
+        if requeued:
+            self._announce(None, Notification("available", requeued))
+        done = tuple(row.id for row in rows if row.status.is_final)
+        if done:
+            self._announce(None, Notification("done", done))
+        return Rescue(jobs=rows, workers=forgotten)
 
     async def job_retry(self, job_id: str) -> JobRow | None:
         """Queue a failed or cancelled job again; ``None`` if it is neither."""
@@ -279,6 +312,40 @@ class SQLBackend(ABC):
             return None
         self._announce(None, Notification("available", (rows[0].queue,)))
         return rows[0]
+
+    async def queue_configure(self, params: QueueConfigureParams) -> None:
+        """Set a queue's limits (its settings row is created if it has none)."""
+        values = {
+            "name": params.name,
+            "set_concurrency": params.set_concurrency,
+            "concurrency": params.concurrency,
+            "set_rate": params.set_rate,
+            "rate_limit": params.rate_limit,
+            "rate_period": params.rate_period,
+        }
+        await self._db.fetch("queue_configure", self._bind(values))
+        self._announce(None, Notification("queue", (params.name,)))
+
+    async def queue_find(self, queues: tuple[str, ...] | None) -> list[QueueSettingsRow]:
+        """The queues that have claimable jobs or settings, among ``queues`` (``None``: all)."""
+        values = {"queues": json.dumps(list(queues)) if queues is not None else None}
+        rows = await self._db.fetch("queue_find", self._bind(values), read_only=True)
+        return [_settings(row, claimable=bool(row["claimable"])) for row in rows]
+
+    async def queue_list(self, name: str | None) -> list[QueueRow]:
+        """Every queue that holds jobs or has settings (or only ``name``), with its counts."""
+        rows = await self._db.fetch("queue_list", self._bind({"name": name}), read_only=True)
+        queues: dict[str, QueueRow] = {}
+        for row in rows:
+            queue = queues.setdefault(row["name"], QueueRow(_settings(row), {}))
+            if row["status"] is not None:
+                queue.counts[JobStatus(row["status"])] = int(row["count"])
+        return list(queues.values())
+
+    async def queue_pause(self, name: str, paused: bool) -> None:
+        """Pause or resume a queue (its settings row is created if it has none)."""
+        await self._db.fetch("queue_pause", self._bind({"name": name, "paused": paused}))
+        self._announce(None, Notification("queue", (name,)))
 
     async def queue_stats(self) -> list[QueueStatsRow]:
         """Job counts per queue and status."""
@@ -402,27 +469,35 @@ def decode_errors(value: Any) -> tuple[AttemptError, ...]:
 def _inserted(
     p: JobInsertParams, payload: dict[str, Any], created_at: datetime, scheduled_at: datetime
 ) -> JobRow:
+    # What the insert decided; every other column holds a new job's default.
     return JobRow(
         id=p.id,
         job_type=p.job_type,
         queue=p.queue,
-        status=JobStatus.QUEUED,
         payload=payload,
         priority=p.priority,
-        attempts=0,
         max_attempts=p.max_attempts,
         created_at=created_at,
         scheduled_at=scheduled_at,
-        started_at=None,
-        finished_at=None,
-        result=None,
-        last_error=None,
-        errors=(),
         idempotency_key=p.idempotency_key,
-        worker_id=None,
-        cancel_requested=False,
     )
 
 
-def _claim_order(row: JobRow) -> tuple[int, datetime, str]:
+def claim_order(row: JobRow) -> tuple[int, datetime, str]:
+    """The order a claim takes jobs in: priority, then due time, then id."""
     return (-row.priority, row.scheduled_at, row.id)
+
+
+def _settings(row: Row, *, claimable: bool = False) -> QueueSettingsRow:
+    return QueueSettingsRow(
+        name=row["name"],
+        paused=bool(row["paused"]),
+        concurrency=row["concurrency"],
+        rate_limit=row["rate_limit"],
+        rate_period=row["rate_period"],
+        claimable=claimable,
+    )
+
+
+def _optional(convert: Callable[[float], Any], value: float | None) -> Any:
+    return None if value is None else convert(value)

@@ -9,8 +9,7 @@ import functools
 import logging
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import anyio.to_thread
 from anyio import CapacityLimiter
@@ -20,26 +19,15 @@ from fastapi_equeue.clock import Clock
 from fastapi_equeue.config import MAX_ERROR_CHARS, MAX_TRACEBACK_CHARS
 from fastapi_equeue.errors import EQueueError
 from fastapi_equeue.retry import delay_for
+from fastapi_equeue.runtime.attempts import StopReason
+from fastapi_equeue.store import Attempt
 from fastapi_equeue.tasks import Task, TaskRegistry, encode_json
 
 logger = logging.getLogger(__name__)
 
-StopReason = Literal["cancelled", "shutdown", "lost"]
-"""Why the runtime cancelled an attempt: a user's cancel, a shutdown past its grace, or a lost
-lease (the job was rescued elsewhere, so this attempt's outcome no longer matters)."""
-
 
 class ResultNotSerialisable(EQueueError):
     """A task returned a value that JSON cannot encode."""
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """A finished attempt: what to write, or ``None`` when nothing should be written."""
-
-    job: JobRow
-    outcome: JobCompleteParams | None
-    duration: float
 
 
 class Executor:

@@ -1,56 +1,59 @@
-"""Registers this worker process and proves it alive every ``heartbeat_interval``."""
+"""Registers this worker before anything is claimed, proves it alive every
+``heartbeat_interval``, and removes it once everything it held is handed back."""
 
-import logging
 import os
 import socket
-from collections.abc import Callable
 
-from fastapi_equeue.backend import Backend, WorkerParams
+from fastapi_equeue.backend import WorkerParams
+from fastapi_equeue.clock import Clock
+from fastapi_equeue.runtime.attempts import Attempts
+from fastapi_equeue.runtime.service import Periodic
+from fastapi_equeue.store import Store
 
-logger = logging.getLogger(__name__)
 
-
-class Heartbeat:
+class Heartbeat(Periodic):
     """One worker's row in the workers table, kept fresh.
 
     If a beat finds the row gone, the worker was declared lost (it missed ``stalled_after``,
-    say under a stopped process or a blocked loop) and its jobs were taken back: ``on_lost``
-    abandons their attempts here, and the worker registers again.
+    say under a stopped process or a blocked loop) and its jobs were taken back: its running
+    attempts are abandoned here, and the worker registers again.
     """
+
+    name = "heartbeat"
 
     def __init__(
         self,
-        backend: Backend,
+        store: Store,
+        attempts: Attempts,
         *,
         worker_id: str,
-        concurrency: int,
         queues: tuple[str, ...] | None,
-        on_lost: Callable[[], None],
+        interval: float,
+        clock: Clock,
     ) -> None:
-        self._backend = backend
+        super().__init__(interval=interval, clock=clock)
+        self._store = store
+        self._attempts = attempts
         self._params = WorkerParams(
             id=worker_id,
             hostname=socket.gethostname(),
             pid=os.getpid(),
-            concurrency=concurrency,
+            concurrency=attempts.concurrency,
             queues=queues,
         )
-        self._on_lost = on_lost
 
-    async def register(self) -> None:
-        """Record the worker before it claims anything."""
-        await self._backend.worker_register(self._params)
+    async def start(self) -> None:
+        """Record the worker: a claim requires its row."""
+        await self._store.register(self._params)
 
-    async def beat(self) -> None:
+    async def tick(self) -> None:
         """Refresh the worker's row; re-register after being declared lost."""
-        if await self._backend.worker_heartbeat(self._params.id):
+        if await self._store.beat(self._params.id):
             return
-        logger.warning(
-            "worker %s was declared lost; abandoning its running attempts", self._params.id
-        )
-        self._on_lost()
-        await self.register()
+        self._attempts.cancel_all("lost")
+        await self._store.register(self._params)
 
-    async def deregister(self) -> None:
-        """Remove the worker's row after a clean stop."""
-        await self._backend.worker_deregister(self._params.id)
+    async def finish(self) -> None:
+        """Remove the worker's row, unless attempts still run (the rescuer then takes them)."""
+        if not self._attempts.busy:
+            await self._store.deregister(self._params.id)

@@ -1,61 +1,75 @@
-"""Keeps a worker's view of its running jobs in step with the database's.
+"""Keeps this worker's attempts in step with what the database holds for it.
 
-Two things can differ. A job cancelled while running is flagged in its row; the worker hears of
-it by NOTIFY where there is one, and here otherwise (and as a backstop). And a claim whose
-commit succeeded while its connection died leaves jobs marked as running on this worker that it
-never received: nothing would ever run or rescue them (the worker is alive and beating), so they
-are handed back here.
+Two things can differ. A job cancelled while running is flagged in its row: the worker hears
+of it by NOTIFY where there is one, and here otherwise (and as a backstop). And a claim whose
+commit succeeded while its connection died leaves jobs marked as running on this worker that
+it never received: nothing would ever run or rescue them (the worker is alive and beating), so
+they are handed back, through the completer like every outcome.
 """
 
-import logging
+from collections.abc import Callable
 
-from fastapi_equeue.backend import Backend, JobCompleteParams
+from fastapi_equeue.backend import JobCompleteParams, Notification
+from fastapi_equeue.clock import Clock
+from fastapi_equeue.runtime.attempts import Attempts
 from fastapi_equeue.runtime.completer import Completer
-from fastapi_equeue.runtime.producer import Producer
+from fastapi_equeue.runtime.service import Periodic
+from fastapi_equeue.store import Attempt, Store
 
-logger = logging.getLogger(__name__)
 
+class Reconciler(Periodic):
+    """Cancels the attempts someone cancelled, and hands back jobs never received."""
 
-class Reconciler:
-    """Compares the database's running jobs of one worker with the producer's."""
+    name = "reconciler"
 
     def __init__(
-        self, backend: Backend, producer: Producer, completer: Completer, *, worker_id: str
+        self,
+        store: Store,
+        attempts: Attempts,
+        completer: Completer,
+        *,
+        worker_id: str,
+        interval: float,
+        clock: Clock,
     ) -> None:
-        self._backend = backend
-        self._producer = producer
+        super().__init__(interval=interval, clock=clock)
+        self._store = store
+        self._attempts = attempts
         self._completer = completer
         self._worker_id = worker_id
+        self._unsubscribe: Callable[[], None] = lambda: None
 
-    async def check(self) -> None:
+    async def start(self) -> None:
+        """Hear cancellations as they are requested (where the backend notifies)."""
+        self._unsubscribe = self._store.notifier.subscribe(self._on_notification)
+
+    async def finish(self) -> None:
+        """Stop hearing cancellations."""
+        self._unsubscribe()
+
+    async def tick(self) -> None:
         """One comparison: cancel what was cancelled, hand back what was never received."""
-        claims_before = self._producer.claims_started
-        held = await self._backend.job_processing_by_worker(self._worker_id)
-        # Taken after the query: a job that finished meanwhile is either still unwritten (known)
-        # or written (and the fenced hand-back below will not touch it).
-        running = set(self._producer.running)
-        known = running | self._completer.unwritten
+        claims_before = self._attempts.claims_started
+        held = await self._store.processing_by_worker(self._worker_id)
+        # Read after the query: a job that finished meanwhile is either still held (its
+        # outcome unwritten) or written, and the fenced hand-back below will not touch it.
+        running, known = self._attempts.running, self._attempts.held
         for job in held:
             if job.id in running and job.cancel_requested:
-                self._producer.cancel(job.id, "cancelled")
-        # A claim in flight (or one that landed during the query) may hold jobs the producer
-        # has not started yet: judge orphans only across a quiet interval.
-        if self._producer.claiming or self._producer.claims_started != claims_before:
+                self._attempts.cancel(job.id, "cancelled")
+        # A claim in flight (or one that landed during the query) may hold jobs not launched
+        # yet: judge orphans only across a quiet interval.
+        if self._attempts.claims_in_flight or self._attempts.claims_started != claims_before:
             return
-        orphans = [job for job in held if job.id not in known]
-        if not orphans:
-            return
-        logger.warning(
-            "handing back %d jobs claimed by worker %s but never received: %s",
-            len(orphans),
-            self._worker_id,
-            ", ".join(job.id for job in orphans),
-        )
-        await self._backend.job_complete_many(
-            [
-                JobCompleteParams(
-                    id=job.id, attempt=job.attempt, worker_id=self._worker_id, status="queued"
+        for job in held:
+            if job.id not in known:
+                params = JobCompleteParams(
+                    id=job.id, attempt=job.attempts, worker_id=self._worker_id, status="queued"
                 )
-                for job in orphans
-            ]
-        )
+                self._attempts.hold(job.id)
+                self._completer.submit(Attempt(job, params, 0.0, "not_received"))
+
+    def _on_notification(self, notification: Notification) -> None:
+        if notification.kind == "cancel":
+            for job_id in notification.values:
+                self._attempts.cancel(job_id, "cancelled")

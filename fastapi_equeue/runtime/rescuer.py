@@ -1,34 +1,31 @@
-"""Takes back jobs whose worker went silent. Safe to run from every worker at once."""
+"""Takes back the jobs of workers that went silent. Safe to run from every worker at once: the
+statement skips locked rows and is idempotent."""
 
-import logging
-
-from fastapi_equeue.backend import Backend
-
-logger = logging.getLogger(__name__)
+from fastapi_equeue.clock import Clock
+from fastapi_equeue.runtime.service import Periodic
+from fastapi_equeue.store import Store
 
 
-class Rescuer:
-    """Runs the stalled-job rescue; the SQL statement is idempotent and skips locked rows."""
+class Rescuer(Periodic):
+    """Every ``interval``: every processing job of a worker silent for ``stalled_after`` goes
+    back (or fails, with no attempt left), and the silent workers are forgotten."""
 
-    def __init__(self, backend: Backend, *, stalled_after: float) -> None:
-        self._backend = backend
+    name = "rescuer"
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        worker_id: str,
+        stalled_after: float,
+        interval: float,
+        clock: Clock,
+    ) -> None:
+        super().__init__(interval=interval, clock=clock)
+        self._store = store
+        self._worker_id = worker_id
         self._stalled_after = stalled_after
 
-    async def rescue(self) -> None:
-        """One sweep: every processing job of a lost worker goes back (or fails)."""
-        for job in await self._backend.job_rescue_stalled(self._stalled_after):
-            logger.warning(
-                "job rescued from a lost worker id=%s type=%s queue=%s attempt=%d now=%s",
-                job.id,
-                job.job_type,
-                job.queue,
-                job.attempts,
-                job.status,
-                extra={
-                    "job_id": job.id,
-                    "job_type": job.job_type,
-                    "queue": job.queue,
-                    "attempt": job.attempts,
-                    "status": str(job.status),
-                },
-            )
+    async def tick(self) -> None:
+        """One sweep."""
+        await self._store.rescue(self._stalled_after, self._worker_id)

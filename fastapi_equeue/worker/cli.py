@@ -88,7 +88,7 @@ async def serve(queue: EQueue, concurrency: int, queues: tuple[str, ...] | None)
             "shutting down gracefully" if signals == 1 else "stopping now",
         )
         if signals > 1 and running is not None:
-            running.producer.cancel_all("shutdown")
+            running.stop_now()
         stop.set()
 
     running: Runtime | None = None

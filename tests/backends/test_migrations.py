@@ -14,14 +14,16 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from fastapi_equeue.backend import Backend
 from fastapi_equeue.backends import normalise_url, open_backend
 
-TABLES = {"equeue_jobs", "equeue_workers", "equeue_migrations"}
+TABLES = {"equeue_jobs", "equeue_workers", "equeue_queues", "equeue_migrations"}
 INDEXES = {
-    "equeue_jobs_claimable_idx",
-    "equeue_jobs_processing_idx",
+    "equeue_jobs_queue_claimable_idx",
+    "equeue_jobs_queue_processing_idx",
+    "equeue_jobs_finished_idx",
     "equeue_jobs_created_idx",
     "equeue_jobs_status_created_idx",
     "equeue_jobs_idempotency_key_idx",
 }
+MIGRATIONS = ["0001_initial", "0002_queues"]
 # One subprocess imports FastAPI, SQLAlchemy and pydantic: seconds, not minutes.
 CLI_DEADLINE = 60.0
 
@@ -69,6 +71,11 @@ async def schema(url: str) -> Schema:
     return Schema(tables=tables, indexes=indexes, applied=applied)
 
 
+def _primary_keys(schema: Schema) -> set[str]:
+    # PostgreSQL lists each table's primary key index; SQLite's have no SQL of their own.
+    return {name for name in schema.indexes if name.endswith("_pkey")}
+
+
 async def open_migrator(url: str) -> Backend:
     backend = open_backend(url)
     await backend.open()
@@ -105,14 +112,14 @@ async def test_fresh_migrate_creates_the_tables_and_indexes(fresh_database_url: 
 
     migrated = await schema(fresh_database_url)
 
-    assert applied == ["0001_initial"]
+    assert applied == MIGRATIONS
     assert migrated.tables == TABLES
-    assert migrated.applied == ["0001_initial"]
-    assert set(migrated.indexes) >= INDEXES
+    assert migrated.applied == MIGRATIONS
+    assert set(migrated.indexes) == INDEXES | _primary_keys(migrated)
     indexes = migrated.indexes
     # The claim's index only holds claimable rows, and one idempotency key means one job.
-    assert "WHERE" in indexes["equeue_jobs_claimable_idx"]
-    assert "queued" in indexes["equeue_jobs_claimable_idx"]
+    assert "WHERE" in indexes["equeue_jobs_queue_claimable_idx"]
+    assert "queued" in indexes["equeue_jobs_queue_claimable_idx"]
     assert "UNIQUE" in indexes["equeue_jobs_idempotency_key_idx"].upper()
 
 
@@ -125,7 +132,7 @@ async def test_migrate_twice_applies_nothing_the_second_time(fresh_database_url:
     finally:
         await backend.close()
 
-    assert first == ["0001_initial"]
+    assert first == MIGRATIONS
     assert second == []
     assert await schema(fresh_database_url) == before
 
@@ -138,10 +145,10 @@ async def test_concurrent_migrators_all_succeed_and_one_applies(fresh_database_u
         for backend in backends:
             await backend.close()
 
-    assert sorted(results) == [[], [], [], [], ["0001_initial"]]
+    assert sorted(results) == [[], [], [], [], MIGRATIONS]
     migrated = await schema(fresh_database_url)
     assert migrated.tables == TABLES
-    assert migrated.applied == ["0001_initial"]
+    assert migrated.applied == MIGRATIONS
     assert set(migrated.indexes) >= INDEXES
 
 
@@ -168,10 +175,10 @@ class TestCommandLine:
         code, stdout, stderr = await run_cli("migrate", "--database-url", fresh_database_url)
 
         assert (code, stderr) == (0, "")
-        assert stdout.strip() == "applied: 0001_initial"
+        assert stdout.strip() == "applied: " + ", ".join(MIGRATIONS)
         migrated = await schema(fresh_database_url)
         assert migrated.tables == TABLES
-        assert migrated.applied == ["0001_initial"]
+        assert migrated.applied == MIGRATIONS
         assert set(migrated.indexes) >= INDEXES
 
         code, stdout, _ = await run_cli("migrate", "--database-url", fresh_database_url)

@@ -35,8 +35,12 @@ def claim_for_dead_worker() -> ClaimForDeadWorker:
         await backend.worker_register(
             WorkerParams(id=worker_id, hostname="dead-host", pid=0, concurrency=1, queues=None)
         )
-        claimed = await backend.job_claim(JobClaimParams(worker_id=worker_id, limit=1))
-        assert [row.id for row in claimed] == [job_id]
+        job = await backend.job_get(job_id)
+        assert job is not None
+        claim = await backend.job_claim(
+            JobClaimParams(worker_id=worker_id, queue=job.queue, limit=1)
+        )
+        assert [row.id for row in claim.jobs] == [job_id]
         return worker_id
 
     return claim

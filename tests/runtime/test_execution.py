@@ -17,7 +17,7 @@ import pytest
 from pydantic import BaseModel
 
 from fastapi_equeue import EQueue, JobStatus
-from fastapi_equeue.runtime import runtime as runtime_module
+from fastapi_equeue.runtime import completer as completer_module
 
 
 class Parcel(BaseModel):
@@ -250,7 +250,7 @@ async def test_result_with_nan_fails_the_attempt_instead_of_blocking_writes(
     # NaN is not JSON: the attempt must fail like any other unstorable result, and the outcome
     # of a job finishing alongside it must still be written.
     # Should an outcome be unwritable, shutdown gives up on it after FLUSH_WAIT: keep that short.
-    monkeypatch.setattr(runtime_module, "FLUSH_WAIT", 2.0)
+    monkeypatch.setattr(completer_module, "FLUSH_WAIT", 2.0)
     queue = make_queue()
 
     @queue.task(max_attempts=1)

@@ -9,6 +9,7 @@ import pytest
 
 from fastapi_equeue import EQueue, JobStatus, UnknownJobType
 from fastapi_equeue.backend import JobCompleteParams
+from fastapi_equeue.jobs import new_job_id
 
 ClaimForDeadWorker = Callable[[EQueue, str], Awaitable[str]]
 
@@ -114,7 +115,7 @@ async def test_job_of_a_dead_worker_is_rescued_and_runs_to_completion(
                     id=job.id, attempt=2, worker_id=dead_worker, status="completed", result="z"
                 ),
             ]
-            assert await backend.job_complete_many(zombie) == set()
+            assert await backend.job_complete_many(zombie) == {}
             still_running = await client.get(job.id)
             release.set()
             done = await client.wait(job.id, timeout=10)
@@ -123,7 +124,7 @@ async def test_job_of_a_dead_worker_is_rescued_and_runs_to_completion(
         late = JobCompleteParams(
             id=job.id, attempt=1, worker_id=dead_worker, status="failed", result=None
         )
-        assert await backend.job_complete_many([late]) == set()
+        assert await backend.job_complete_many([late]) == {}
         final = await client.get(job.id)
 
     assert running is not None
@@ -227,7 +228,7 @@ async def test_attempt_of_a_worker_declared_lost_is_abandoned_when_its_job_comes
             await asyncio.wait_for(first_started.wait(), 10)
             # What a rescuer elsewhere does, in one statement: every silent worker (with a
             # threshold of 0 s, ours) is forgotten and its jobs go back to the queue.
-            (rescued,) = await backend.job_rescue_stalled(0.0)
+            (rescued,) = (await backend.job_rescue_stalled(0.0, new_job_id())).jobs
             done = await queue.client.wait(job.id, timeout=10)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(first_cancelled.wait(), 5)

@@ -16,6 +16,9 @@ BACKENDS = PACKAGE / "backends"
 DIALECTS = ("postgres", "sqlite")
 # LISTEN/NOTIFY needs a ping of its dedicated connection; SQLite has no such connection.
 POSTGRES_ONLY = {"notifier_ping"}
+# SQLite claims in a transaction of three statements (its only write lock keeps the three
+# together); PostgreSQL's claim does the same in one statement, under a row lock.
+SQLITE_ONLY = {"queue_room", "queue_note_starts"}
 SQL_KEYWORDS = ("SELECT ", "UPDATE ", "INSERT INTO", "DELETE FROM")
 
 
@@ -27,7 +30,7 @@ def test_both_dialects_define_the_same_queries() -> None:
     postgres, sqlite = set(load_queries("postgres")), set(load_queries("sqlite"))
 
     assert postgres - sqlite == POSTGRES_ONLY
-    assert sqlite - postgres == set()
+    assert sqlite - postgres == SQLITE_ONLY
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
@@ -82,7 +85,8 @@ def test_positional_numbers_each_name_once_and_leaves_casts_literals_and_comment
 def test_every_postgres_statement_binds_exactly_the_names_it_uses() -> None:
     for name, statement in load_queries("postgres").items():
         sql, names = positional(statement)
-        assert re.search(r"(?<![:\w]):[a-z_]", sql) is None, name
+        code = re.sub(r"--[^\n]*", "", sql)  # comments may name parameters
+        assert re.search(r"(?<![:\w]):[a-z_]", code) is None, name
         assert [f"${i}" in sql for i in range(1, len(names) + 1)] == [True] * len(names), name
         assert f"${len(names) + 1}" not in sql, name
 
@@ -92,7 +96,7 @@ def test_both_dialects_have_the_same_migrations() -> None:
     sqlite = [name for name, _ in load_migrations("sqlite")]
 
     assert postgres == sqlite
-    assert postgres[0] == "0001_initial"
+    assert postgres[:2] == ["0001_initial", "0002_queues"]
     assert all(statements for _, statements in load_migrations("postgres"))
 
 

@@ -1,20 +1,28 @@
 """``PostgresBackend``: the named queries of ``queries.sql`` run on asyncpg."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from fastapi_equeue.backend import (
     BackendOptions,
     Capabilities,
+    Claim,
+    Column,
+    JobClaimParams,
     JobInsertParams,
-    JobRow,
     Notification,
     Notifier,
 )
 from fastapi_equeue.backends._notify import LocalNotifier
 from fastapi_equeue.backends._queries import load_queries
-from fastapi_equeue.backends._sql import Row, SQLBackend, decode_errors, payload_text
+from fastapi_equeue.backends._sql import (
+    Row,
+    SQLBackend,
+    claim_order,
+    decode_errors,
+    payload_text,
+)
 from fastapi_equeue.backends.postgres.database import PostgresDatabase
 from fastapi_equeue.backends.postgres.notifier import PostgresNotifier
 from fastapi_equeue.jobs import JobStatus
@@ -23,10 +31,20 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
 
+def _text(value: object) -> str | None:
+    # uuid columns arrive as UUID objects; ids are text everywhere else.
+    return None if value is None else str(value)
+
+
 class PostgresBackend(SQLBackend):
     """PostgreSQL is the queue: row locks for claims, NOTIFY for wake-ups, its clock for time."""
 
     dialect: ClassVar[str] = "postgres"
+    decoders: ClassVar[Mapping[Column, Callable[[Any], Any]]] = {
+        Column.ID: _text,
+        Column.STATUS: JobStatus,
+        Column.ERRORS: decode_errors,
+    }
 
     def __init__(self, dsn: str, listen_dsn: str, options: BackendOptions) -> None:
         super().__init__(
@@ -45,6 +63,12 @@ class PostgresBackend(SQLBackend):
         """Stop listening and close every pooled connection."""
         await self.notifier.stop()
         await super().close()
+
+    async def job_claim(self, params: JobClaimParams) -> Claim:
+        """One statement claims, and enforces the queue's settings (see queries.sql)."""
+        rows = await self._db.fetch("job_claim", self._claim_values(params))
+        jobs = sorted((self._decode(row) for row in rows if row["id"] is not None), key=claim_order)
+        return Claim(jobs=jobs, room=rows[0]["room"] if rows else 0)
 
     def _bind(self, params: dict[str, Any]) -> dict[str, Any]:
         # NULL lets the statement take the database's clock: one clock for every machine.
@@ -88,26 +112,3 @@ class PostgresBackend(SQLBackend):
         # it at commit; a process that listens nowhere tells its own listeners itself.
         if not self._listening:
             self._publish_local(conn, notification)
-
-    def _decode(self, row: Row) -> JobRow:
-        worker_id = row["worker_id"]
-        return JobRow(
-            id=str(row["id"]),
-            job_type=row["job_type"],
-            queue=row["queue"],
-            status=JobStatus(row["status"]),
-            payload=row["payload"],
-            priority=row["priority"],
-            attempts=row["attempts"],
-            max_attempts=row["max_attempts"],
-            created_at=row["created_at"],
-            scheduled_at=row["scheduled_at"],
-            started_at=row["started_at"],
-            finished_at=row["finished_at"],
-            result=row["result"],
-            last_error=row["last_error"],
-            errors=decode_errors(row["errors"]),
-            idempotency_key=row["idempotency_key"],
-            worker_id=str(worker_id) if worker_id is not None else None,
-            cancel_requested=row["cancel_requested"],
-        )

@@ -11,16 +11,17 @@ import asyncio
 import contextlib
 import logging
 import random
+from typing import get_args
 
 import asyncpg
 
-from fastapi_equeue.backend import EVERY_QUEUE, Notification
+from fastapi_equeue.backend import EVERY_QUEUE, Notification, NotificationKind
 from fastapi_equeue.backends._notify import LocalNotifier
 
 logger = logging.getLogger(__name__)
 
 CHANNEL = "equeue"
-_KINDS = frozenset({"available", "cancel", "done"})
+_KINDS = frozenset(get_args(NotificationKind))
 
 
 class PostgresNotifier(LocalNotifier):

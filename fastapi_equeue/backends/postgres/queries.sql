@@ -2,61 +2,115 @@
 -- Format: "-- name: <query>", a one-line description, then the statement.
 -- Times come from the database (now()), so every machine shares one clock, unless the queue has
 -- a clock of its own (a test's): then :now carries its time, and coalesce(:now, now()) takes it.
--- Notifications go to the channel "equeue" as "<kind>:<values>"; PostgreSQL delivers them only
--- when the transaction commits, so a wake-up never announces a job that a rollback removed.
+-- Notifications go to the channel "equeue" as "<kind>:<values>": available:<queue> (jobs to
+-- claim), cancel:<id> (stop a running job), done:<ids> (jobs that ended), queue:<name> (settings
+-- changed). PostgreSQL delivers them only when the transaction commits, so a wake-up never
+-- announces a job that a rollback removed.
 -- JSON goes in as text cast to jsonb: the statements then read the same whether they run on the
 -- package's own connections or on a host's SQLAlchemy connection (whose jsonb codec encodes).
 
 -- name: job_cancel
--- Cancel a waiting job at once; flag a running one and tell its worker to cancel it.
+-- Cancel a waiting job at once (announced as done); flag a running one and tell its worker.
 UPDATE equeue_jobs
 SET status = CASE WHEN status = 'processing' THEN status ELSE 'cancelled' END,
     cancel_requested = (status = 'processing'),
-    finished_at = CASE WHEN status = 'processing' THEN NULL ELSE coalesce(CAST(:now AS timestamptz), now()) END
+    finished_at = CASE WHEN status = 'processing' THEN NULL
+                       ELSE coalesce(CAST(:now AS timestamptz), now()) END
 WHERE id = CAST(:id AS uuid) AND status IN ('queued', 'retrying', 'processing')
-RETURNING *, pg_notify('equeue', 'cancel:' || id::text) IS NULL AS notified;
+RETURNING *, pg_notify('equeue', CASE WHEN status = 'processing' THEN 'cancel:' ELSE 'done:' END
+                                 || id::text) IS NULL AS notified;
 
 -- name: job_claim
--- Take up to :limit due jobs from any queue for one worker, highest priority first.
--- SKIP LOCKED sits in the CTE so that concurrent claimers pass over each other's rows instead of
--- queueing behind them; the CTE also fixes the LIMIT before the UPDATE, which a subquery in the
--- UPDATE's WHERE would not guarantee. The ORDER BY matches equeue_jobs_claimable_idx.
--- A worker declared lost (its row deleted) claims nothing until it registers again: jobs it took
--- in the meantime would look abandoned to every rescuer and run twice.
-WITH due AS (
-    SELECT id
-    FROM equeue_jobs
-    WHERE status IN ('queued', 'retrying') AND scheduled_at <= coalesce(CAST(:now AS timestamptz), now())
+-- Take up to :limit due jobs of :queue for one worker, highest priority first, as far as the
+-- queue's settings allow: none while it is paused, never more of its jobs running than its
+-- concurrency over every worker, never more started than its rate in any window of its period.
+-- Returns the claimed rows, each with "room" (how many the settings allowed, at most :limit);
+-- with none claimed, one row of NULLs that carries it.
+WITH t AS (
+    SELECT coalesce(CAST(:now AS timestamptz), now()) AS now
+),
+seen AS (
+    -- The queue's settings as this statement's snapshot has them.
+    SELECT paused, concurrency, rate_limit, rate_period, claimed_total
+    FROM equeue_queues
+    WHERE name = :queue
+),
+held AS (
+    -- A limited queue's row, locked: the claimers of a limited queue take turns. Waiting for
+    -- the lock hands back the row's newest version (READ COMMITTED re-reads a row it waited
+    -- for), so claimed_total here minus claimed_total in "seen" is what other claimers took
+    -- since this snapshot, which the snapshot's count of running jobs cannot see. Claimers
+    -- lock one queue row each, so they never deadlock.
+    SELECT claimed_total, starts
+    FROM equeue_queues
+    WHERE name = :queue AND (concurrency IS NOT NULL OR rate_limit IS NOT NULL)
+    FOR UPDATE
+),
+room AS (
+    -- least() ignores NULLs: a limit that is not set does not bind. CASE keeps the counting
+    -- subqueries from running for a queue without that limit.
+    SELECT CASE WHEN s.paused THEN 0 ELSE greatest(0, least(
+        CAST(:limit AS integer),
+        CASE WHEN s.concurrency IS NOT NULL THEN
+            s.concurrency - (h.claimed_total - s.claimed_total) - (
+                SELECT count(*) FROM equeue_jobs
+                WHERE queue = :queue AND status = 'processing')
+        END,
+        CASE WHEN s.rate_limit IS NOT NULL THEN
+            s.rate_limit - (
+                SELECT coalesce(sum(CAST(e ->> 1 AS integer)), 0)
+                FROM jsonb_array_elements(h.starts) AS e
+                WHERE CAST(e ->> 0 AS double precision)
+                      > CAST(extract(epoch FROM t.now) AS double precision) - s.rate_period
+                        - CAST(:rate_margin AS double precision))
+        END)) END AS n
+    FROM t
+    LEFT JOIN seen AS s ON true
+    LEFT JOIN held AS h ON true
+),
+due AS (
+    -- SKIP LOCKED sits here so that concurrent claimers pass over each other's rows instead of
+    -- queueing behind them; the CTE fixes the LIMIT before the UPDATE, which a subquery in the
+    -- UPDATE's WHERE would not guarantee. The ORDER BY is equeue_jobs_queue_claimable_idx's.
+    -- A worker declared lost (its row deleted) claims nothing until it registers again: jobs
+    -- it took in the meantime would look abandoned to every rescuer and run twice.
+    SELECT j.id
+    FROM equeue_jobs AS j, t
+    WHERE j.queue = :queue AND j.status IN ('queued', 'retrying') AND j.scheduled_at <= t.now
       AND EXISTS (SELECT 1 FROM equeue_workers WHERE id = CAST(:worker_id AS uuid))
-    ORDER BY priority DESC, scheduled_at, id
-    LIMIT :limit
-    FOR UPDATE SKIP LOCKED
+    ORDER BY j.priority DESC, j.scheduled_at, j.id
+    LIMIT (SELECT n FROM room)
+    FOR UPDATE OF j SKIP LOCKED
+),
+claimed AS (
+    -- = ANY(ARRAY(...)) reads the claimed rows by primary key whatever the planner guesses of
+    -- "due", whose size it cannot know.
+    UPDATE equeue_jobs AS j
+    SET status = 'processing', attempts = j.attempts + 1, started_at = t.now,
+        worker_id = CAST(:worker_id AS uuid)
+    FROM t
+    WHERE j.id = ANY(ARRAY(SELECT id FROM due))
+    RETURNING j.*
+),
+noted AS (
+    -- What the next claimer of a limited queue reads: the claims, and the starts still inside
+    -- the rate window (each [epoch seconds, jobs]).
+    UPDATE equeue_queues AS q
+    SET claimed_total = q.claimed_total + c.n,
+        starts = CASE WHEN q.rate_limit IS NULL THEN CAST('[]' AS jsonb) ELSE coalesce((
+            SELECT jsonb_agg(e)
+            FROM jsonb_array_elements(q.starts) AS e
+            WHERE CAST(e ->> 0 AS double precision)
+                  > CAST(extract(epoch FROM t.now) AS double precision) - q.rate_period
+                    - CAST(:rate_margin AS double precision)
+        ), CAST('[]' AS jsonb)) || jsonb_build_array(jsonb_build_array(
+            CAST(extract(epoch FROM t.now) AS double precision), c.n)) END
+    FROM (SELECT count(*) AS n FROM claimed) AS c, t
+    WHERE q.name = :queue AND c.n > 0 AND EXISTS (SELECT 1 FROM held)
 )
-UPDATE equeue_jobs AS j
-SET status = 'processing', attempts = j.attempts + 1, started_at = coalesce(CAST(:now AS timestamptz), now()),
-    worker_id = CAST(:worker_id AS uuid)
-FROM due
-WHERE j.id = due.id
-RETURNING j.*;
-
--- name: job_claim_queues
--- The same claim restricted to the worker's queues (a JSON array of names).
-WITH due AS (
-    SELECT id
-    FROM equeue_jobs
-    WHERE status IN ('queued', 'retrying') AND scheduled_at <= coalesce(CAST(:now AS timestamptz), now())
-      AND EXISTS (SELECT 1 FROM equeue_workers WHERE id = CAST(:worker_id AS uuid))
-      AND queue IN (SELECT jsonb_array_elements_text(CAST(CAST(:queues AS text) AS jsonb)))
-    ORDER BY priority DESC, scheduled_at, id
-    LIMIT :limit
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE equeue_jobs AS j
-SET status = 'processing', attempts = j.attempts + 1, started_at = coalesce(CAST(:now AS timestamptz), now()),
-    worker_id = CAST(:worker_id AS uuid)
-FROM due
-WHERE j.id = due.id
-RETURNING j.*;
+SELECT claimed.*, room.n AS room
+FROM room
+LEFT JOIN claimed ON true;
 
 -- name: job_complete_many
 -- Write a batch of attempt outcomes (a JSON array) and announce the jobs that ended.
@@ -195,24 +249,60 @@ ORDER BY created_at DESC, id DESC
 LIMIT :limit;
 
 -- name: job_processing_by_worker
--- The jobs the database holds as running on one worker, and whether each was asked to cancel.
-SELECT id, attempts, cancel_requested
+-- The jobs the database holds as running on one worker (with whether each was asked to cancel).
+SELECT *
 FROM equeue_jobs
 WHERE status = 'processing' AND worker_id = CAST(:worker_id AS uuid);
 
+-- name: job_prune
+-- Delete finished jobs past their retention (:retention seconds for completed and cancelled
+-- ones, :failed_retention for failed ones; NULL keeps them), up to :limit of each status,
+-- freeing their idempotency keys. Each CTE is a range of equeue_jobs_finished_idx, skipped
+-- outright when its retention is NULL; SKIP LOCKED lets many workers prune at once.
+WITH t AS (
+    SELECT coalesce(CAST(:now AS timestamptz), now()) AS now
+),
+completed AS (
+    SELECT j.id FROM equeue_jobs AS j, t
+    WHERE j.status = 'completed' AND CAST(:retention AS double precision) IS NOT NULL
+      AND j.finished_at < t.now - make_interval(secs => :retention)
+    LIMIT :limit
+    FOR UPDATE OF j SKIP LOCKED
+),
+cancelled AS (
+    SELECT j.id FROM equeue_jobs AS j, t
+    WHERE j.status = 'cancelled' AND CAST(:retention AS double precision) IS NOT NULL
+      AND j.finished_at < t.now - make_interval(secs => :retention)
+    LIMIT :limit
+    FOR UPDATE OF j SKIP LOCKED
+),
+failed AS (
+    SELECT j.id FROM equeue_jobs AS j, t
+    WHERE j.status = 'failed' AND CAST(:failed_retention AS double precision) IS NOT NULL
+      AND j.finished_at < t.now - make_interval(secs => :failed_retention)
+    LIMIT :limit
+    FOR UPDATE OF j SKIP LOCKED
+)
+DELETE FROM equeue_jobs
+WHERE id = ANY(ARRAY(SELECT id FROM completed UNION ALL SELECT id FROM cancelled
+                     UNION ALL SELECT id FROM failed))
+RETURNING status;
+
 -- name: job_rescue_stalled
--- Take back running jobs whose worker has been silent for :stalled_after seconds. The lost attempt
--- counts (a WorkerLost error); with none left the job fails, and a job
--- that was being cancelled ends cancelled. SKIP LOCKED lets every worker run this at once, and a
--- job whose completion is being written right now is left to that write.
+-- Take back running jobs whose worker has been silent for :stalled_after seconds. The lost
+-- attempt counts (a WorkerLost error); with none left the job fails, and a job that was being
+-- cancelled ends cancelled. SKIP LOCKED lets every worker run this at once, and a job whose
+-- completion is being written right now is left to that write. The rescuing worker, alive by
+-- definition, never rescues its own jobs.
 WITH lost AS (
     SELECT j.id
     FROM equeue_jobs AS j
-    WHERE j.status = 'processing'
+    WHERE j.status = 'processing' AND j.worker_id <> CAST(:worker_id AS uuid)
       AND NOT EXISTS (
           SELECT 1 FROM equeue_workers AS w
           WHERE w.id = j.worker_id
-            AND w.last_beat_at > coalesce(CAST(:now AS timestamptz), now()) - make_interval(secs => :stalled_after))
+            AND w.last_beat_at > coalesce(CAST(:now AS timestamptz), now())
+                                 - make_interval(secs => :stalled_after))
     FOR UPDATE SKIP LOCKED
 )
 UPDATE equeue_jobs AS j
@@ -226,12 +316,15 @@ SET status = CASE WHEN j.cancel_requested THEN 'cancelled'
         'at', coalesce(CAST(:now AS timestamptz), now()),
         'worker_id', j.worker_id)),
     last_error = CAST(:error AS text),
-    finished_at = CASE WHEN j.cancel_requested OR j.attempts >= j.max_attempts THEN coalesce(CAST(:now AS timestamptz), now()) END,
+    finished_at = CASE WHEN j.cancel_requested OR j.attempts >= j.max_attempts
+                       THEN coalesce(CAST(:now AS timestamptz), now()) END,
     worker_id = NULL,
     cancel_requested = false
 FROM lost
 WHERE j.id = lost.id
-RETURNING j.*, pg_notify('equeue', 'available:' || j.queue) IS NULL AS notified;
+RETURNING j.*, pg_notify('equeue', CASE WHEN j.status = 'queued'
+                                        THEN 'available:' || j.queue
+                                        ELSE 'done:' || j.id::text END) IS NULL AS notified;
 
 -- name: job_retry
 -- Queue a failed or cancelled job again, attempts reset, errors kept.
@@ -264,6 +357,81 @@ CREATE TABLE IF NOT EXISTS equeue_migrations (
 -- Prove the listening connection alive (a dead one would otherwise go unnoticed).
 SELECT 1;
 
+-- name: queue_configure
+-- Set a queue's limits, creating its settings row if it has none; a limit whose :set_ flag is
+-- false keeps its value. Tells every worker to read the settings again.
+INSERT INTO equeue_queues AS q (name, concurrency, rate_limit, rate_period, updated_at)
+VALUES (:name, CAST(:concurrency AS integer), CAST(:rate_limit AS integer),
+        CAST(:rate_period AS integer), coalesce(CAST(:now AS timestamptz), now()))
+ON CONFLICT (name) DO UPDATE
+SET concurrency = CASE WHEN CAST(:set_concurrency AS boolean) THEN excluded.concurrency
+                       ELSE q.concurrency END,
+    rate_limit = CASE WHEN CAST(:set_rate AS boolean) THEN excluded.rate_limit
+                      ELSE q.rate_limit END,
+    rate_period = CASE WHEN CAST(:set_rate AS boolean) THEN excluded.rate_period
+                       ELSE q.rate_period END,
+    updated_at = excluded.updated_at
+RETURNING name, pg_notify('equeue', 'queue:' || name) IS NULL AS notified;
+
+-- name: queue_find
+-- The queues that have claimable jobs or settings, among :queues (a JSON array; NULL: all):
+-- what a worker serves. The claimable ones are found by a skip scan of
+-- equeue_jobs_queue_claimable_idx, one index probe per queue.
+WITH RECURSIVE found (queue) AS (
+    (SELECT queue FROM equeue_jobs
+     WHERE status IN ('queued', 'retrying')
+     ORDER BY queue
+     LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.queue FROM equeue_jobs AS j
+            WHERE j.status IN ('queued', 'retrying') AND j.queue > found.queue
+            ORDER BY j.queue
+            LIMIT 1)
+    FROM found
+    WHERE found.queue IS NOT NULL
+),
+names (name) AS (
+    SELECT queue FROM found WHERE queue IS NOT NULL
+    UNION
+    SELECT name FROM equeue_queues
+)
+SELECT n.name, coalesce(q.paused, false) AS paused, q.concurrency, q.rate_limit, q.rate_period,
+       n.name IN (SELECT queue FROM found WHERE queue IS NOT NULL) AS claimable
+FROM names AS n
+LEFT JOIN equeue_queues AS q ON q.name = n.name
+WHERE CAST(:queues AS text) IS NULL
+   OR n.name IN (SELECT jsonb_array_elements_text(CAST(CAST(:queues AS text) AS jsonb)));
+
+-- name: queue_list
+-- Every queue that holds jobs or has settings (or only :name), with its jobs counted by status:
+-- one row per queue and status, status NULL for a queue without jobs.
+WITH counts AS (
+    SELECT queue, status, count(*) AS count
+    FROM equeue_jobs
+    WHERE CAST(:name AS text) IS NULL OR queue = :name
+    GROUP BY queue, status
+),
+names (name) AS (
+    SELECT queue FROM counts
+    UNION
+    SELECT name FROM equeue_queues WHERE CAST(:name AS text) IS NULL OR name = :name
+)
+SELECT n.name, coalesce(q.paused, false) AS paused, q.concurrency, q.rate_limit, q.rate_period,
+       c.status, coalesce(c.count, 0) AS count
+FROM names AS n
+LEFT JOIN equeue_queues AS q ON q.name = n.name
+LEFT JOIN counts AS c ON c.queue = n.name
+ORDER BY n.name;
+
+-- name: queue_pause
+-- Pause or resume a queue, creating its settings row if it has none. Tells every worker to read
+-- the settings again.
+INSERT INTO equeue_queues AS q (name, paused, updated_at)
+VALUES (:name, CAST(:paused AS boolean), coalesce(CAST(:now AS timestamptz), now()))
+ON CONFLICT (name) DO UPDATE
+SET paused = excluded.paused, updated_at = excluded.updated_at
+RETURNING name, pg_notify('equeue', 'queue:' || name) IS NULL AS notified;
+
 -- name: queue_stats
 -- Per queue and status: how many jobs, how long the oldest due job has waited (seconds), and
 -- how many finished in the last minute.
@@ -279,8 +447,12 @@ GROUP BY queue, status;
 DELETE FROM equeue_workers WHERE id = CAST(:id AS uuid);
 
 -- name: worker_forget
--- Forget workers silent for :stalled_after seconds (their jobs were just rescued).
-DELETE FROM equeue_workers WHERE last_beat_at <= coalesce(CAST(:now AS timestamptz), now()) - make_interval(secs => :stalled_after);
+-- Forget workers silent for :stalled_after seconds (their jobs were just rescued); never the
+-- caller's own.
+DELETE FROM equeue_workers
+WHERE last_beat_at <= coalesce(CAST(:now AS timestamptz), now()) - make_interval(secs => :stalled_after)
+  AND id <> CAST(:worker_id AS uuid)
+RETURNING id;
 
 -- name: worker_heartbeat
 -- Prove a worker alive; no row back means it was declared lost.

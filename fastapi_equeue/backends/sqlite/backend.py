@@ -1,19 +1,21 @@
 """``SQLiteBackend``: the named queries of ``queries.sql`` run on aiosqlite."""
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from fastapi_equeue.backend import (
     BackendOptions,
     Capabilities,
+    Claim,
+    Column,
+    JobClaimParams,
     JobInsertParams,
-    JobRow,
     Notification,
 )
 from fastapi_equeue.backends._notify import LocalNotifier
-from fastapi_equeue.backends._sql import Row, SQLBackend, decode_errors
+from fastapi_equeue.backends._sql import Row, SQLBackend, claim_order, decode_errors
 from fastapi_equeue.backends.sqlite.database import SQLiteDatabase
 from fastapi_equeue.clock import SystemClock
 from fastapi_equeue.jobs import JobStatus
@@ -25,16 +27,52 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
 
 
+def _datetime(value: int) -> datetime:
+    return EPOCH + timedelta(microseconds=value)
+
+
+def _optional_datetime(value: int | None) -> datetime | None:
+    return None if value is None else EPOCH + timedelta(microseconds=value)
+
+
+def _json(value: str | None) -> Any:
+    return None if value is None else json.loads(value)
+
+
 class SQLiteBackend(SQLBackend):
     """SQLite on a file: one writer at a time, wake-ups within this process, polling across."""
 
     dialect: ClassVar[str] = "sqlite"
+    decoders: ClassVar[Mapping[Column, Callable[[Any], Any]]] = {
+        Column.STATUS: JobStatus,
+        Column.JSON: _json,
+        Column.TIME: _optional_datetime,
+        Column.FLAG: bool,
+        Column.ERRORS: decode_errors,
+    }
 
     def __init__(self, path: str, options: BackendOptions) -> None:
         super().__init__(SQLiteDatabase(path, pool_size=options.pool_size))
         self.capabilities = Capabilities(listen_notify=False)
         self.notifier = LocalNotifier()
         self._clock = options.clock or SystemClock()
+
+    async def job_claim(self, params: JobClaimParams) -> Claim:
+        """The queue's room, the claim and its record, in one ``BEGIN IMMEDIATE`` transaction:
+        SQLite's one write lock keeps every other claimer out from the first to the last."""
+        values = self._claim_values(params)
+        async with self._db.transaction() as tx:
+            (row,) = await tx.fetch("queue_room", values)
+            room = int(row["room"])
+            jobs = []
+            if room > 0:
+                jobs = [
+                    self._decode(r) for r in await tx.fetch("job_claim", {**values, "limit": room})
+                ]
+            if jobs:
+                await tx.fetch("queue_note_starts", {**values, "started": len(jobs)})
+        jobs.sort(key=claim_order)
+        return Claim(jobs=jobs, room=room)
 
     def _bind(self, params: dict[str, Any]) -> dict[str, Any]:
         params["now"] = self._time(self._clock.now())
@@ -59,34 +97,3 @@ class SQLiteBackend(SQLBackend):
 
     def _announce(self, conn: "AsyncConnection | None", notification: Notification) -> None:
         self._publish_local(conn, notification)
-
-    def _decode(self, row: Row) -> JobRow:
-        result = row["result"]
-        return JobRow(
-            id=row["id"],
-            job_type=row["job_type"],
-            queue=row["queue"],
-            status=JobStatus(row["status"]),
-            payload=json.loads(row["payload"]),
-            priority=row["priority"],
-            attempts=row["attempts"],
-            max_attempts=row["max_attempts"],
-            created_at=_datetime(row["created_at"]),
-            scheduled_at=_datetime(row["scheduled_at"]),
-            started_at=_optional_datetime(row["started_at"]),
-            finished_at=_optional_datetime(row["finished_at"]),
-            result=json.loads(result) if result is not None else None,
-            last_error=row["last_error"],
-            errors=decode_errors(row["errors"]),
-            idempotency_key=row["idempotency_key"],
-            worker_id=row["worker_id"],
-            cancel_requested=bool(row["cancel_requested"]),
-        )
-
-
-def _datetime(value: int) -> datetime:
-    return EPOCH + timedelta(microseconds=value)
-
-
-def _optional_datetime(value: int | None) -> datetime | None:
-    return None if value is None else EPOCH + timedelta(microseconds=value)

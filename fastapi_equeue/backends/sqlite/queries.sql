@@ -16,32 +16,19 @@ WHERE id = :id AND status IN ('queued', 'retrying', 'processing')
 RETURNING *;
 
 -- name: job_claim
--- Take up to :limit due jobs from any queue for one worker, highest priority first.
--- The subquery's ORDER BY matches equeue_jobs_claimable_idx; INDEXED BY keeps the planner on it
--- (without statistics it prefers the status index and sorts every queued row, per claim). The
--- write lock taken by BEGIN IMMEDIATE is what keeps two claimers apart (SQLite has no row locks).
--- A worker declared lost (its row deleted) claims nothing until it registers again.
+-- Take up to :limit due jobs of :queue for one worker, highest priority first. :limit is the
+-- room queue_room found in the same transaction: BEGIN IMMEDIATE holds the database's one write
+-- lock from there to the commit, so no other claimer runs in between (SQLite has no row locks).
+-- INDEXED BY keeps the planner on the claim's index (without statistics it prefers another and
+-- sorts every queued row, per claim). A worker declared lost (its row deleted) claims nothing
+-- until it registers again.
 UPDATE equeue_jobs
 SET status = 'processing', attempts = attempts + 1, started_at = :now, worker_id = :worker_id
 WHERE id IN (
     SELECT id
-    FROM equeue_jobs INDEXED BY equeue_jobs_claimable_idx
-    WHERE status IN ('queued', 'retrying') AND scheduled_at <= :now
+    FROM equeue_jobs INDEXED BY equeue_jobs_queue_claimable_idx
+    WHERE queue = :queue AND status IN ('queued', 'retrying') AND scheduled_at <= :now
       AND EXISTS (SELECT 1 FROM equeue_workers WHERE id = :worker_id)
-    ORDER BY priority DESC, scheduled_at, id
-    LIMIT :limit)
-RETURNING *;
-
--- name: job_claim_queues
--- The same claim restricted to the worker's queues (a JSON array of names).
-UPDATE equeue_jobs
-SET status = 'processing', attempts = attempts + 1, started_at = :now, worker_id = :worker_id
-WHERE id IN (
-    SELECT id
-    FROM equeue_jobs INDEXED BY equeue_jobs_claimable_idx
-    WHERE status IN ('queued', 'retrying') AND scheduled_at <= :now
-      AND EXISTS (SELECT 1 FROM equeue_workers WHERE id = :worker_id)
-      AND queue IN (SELECT value FROM json_each(:queues))
     ORDER BY priority DESC, scheduled_at, id
     LIMIT :limit)
 RETURNING *;
@@ -133,14 +120,41 @@ ORDER BY created_at DESC, id DESC
 LIMIT :limit;
 
 -- name: job_processing_by_worker
--- The jobs the database holds as running on one worker, and whether each was asked to cancel.
-SELECT id, attempts, cancel_requested
+-- The jobs the database holds as running on one worker (with whether each was asked to cancel).
+SELECT *
 FROM equeue_jobs
 WHERE status = 'processing' AND worker_id = :worker_id;
 
+-- name: job_prune
+-- Delete finished jobs past their retention (:retention microseconds for completed and
+-- cancelled ones, :failed_retention for failed ones; NULL keeps them), up to :limit of each
+-- status, freeing their idempotency keys. Each subquery is a range of equeue_jobs_finished_idx;
+-- it repeats the index's own condition, which SQLite needs to see to use a partial index.
+DELETE FROM equeue_jobs
+WHERE id IN (
+    SELECT id FROM (
+        SELECT id FROM equeue_jobs INDEXED BY equeue_jobs_finished_idx
+        WHERE status = 'completed' AND status IN ('completed', 'failed', 'cancelled') AND :retention IS NOT NULL
+          AND finished_at < :now - :retention
+        LIMIT :limit)
+    UNION ALL
+    SELECT id FROM (
+        SELECT id FROM equeue_jobs INDEXED BY equeue_jobs_finished_idx
+        WHERE status = 'cancelled' AND status IN ('completed', 'failed', 'cancelled') AND :retention IS NOT NULL
+          AND finished_at < :now - :retention
+        LIMIT :limit)
+    UNION ALL
+    SELECT id FROM (
+        SELECT id FROM equeue_jobs INDEXED BY equeue_jobs_finished_idx
+        WHERE status = 'failed' AND status IN ('completed', 'failed', 'cancelled') AND :failed_retention IS NOT NULL
+          AND finished_at < :now - :failed_retention
+        LIMIT :limit))
+RETURNING status;
+
 -- name: job_rescue_stalled
--- Take back running jobs whose worker has been silent for :stalled_after seconds. The lost attempt
--- counts (a WorkerLost error); with none left the job fails; a job being cancelled ends cancelled.
+-- Take back running jobs whose worker has been silent for :stalled_after. The lost attempt
+-- counts (a WorkerLost error); with none left the job fails; a job being cancelled ends
+-- cancelled. The rescuing worker, alive by definition, never rescues its own jobs.
 UPDATE equeue_jobs
 SET status = CASE WHEN cancel_requested THEN 'cancelled'
                   WHEN attempts >= max_attempts THEN 'failed'
@@ -155,7 +169,7 @@ SET status = CASE WHEN cancel_requested THEN 'cancelled'
     finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts THEN :now END,
     worker_id = NULL,
     cancel_requested = 0
-WHERE status = 'processing'
+WHERE status = 'processing' AND worker_id <> :worker_id
   AND NOT EXISTS (
       SELECT 1 FROM equeue_workers AS w
       WHERE w.id = equeue_jobs.worker_id AND w.last_beat_at > :now - :stalled_after)
@@ -189,6 +203,95 @@ CREATE TABLE IF NOT EXISTS equeue_migrations (
     applied_at REAL NOT NULL DEFAULT (CAST(strftime('%s', 'now') AS REAL))
 );
 
+-- name: queue_configure
+-- Set a queue's limits, creating its settings row if it has none; a limit whose :set_ flag is
+-- false keeps its value.
+INSERT INTO equeue_queues AS q (name, concurrency, rate_limit, rate_period, updated_at)
+VALUES (:name, :concurrency, :rate_limit, :rate_period, :now)
+ON CONFLICT (name) DO UPDATE
+SET concurrency = CASE WHEN :set_concurrency THEN excluded.concurrency ELSE q.concurrency END,
+    rate_limit = CASE WHEN :set_rate THEN excluded.rate_limit ELSE q.rate_limit END,
+    rate_period = CASE WHEN :set_rate THEN excluded.rate_period ELSE q.rate_period END,
+    updated_at = excluded.updated_at;
+
+-- name: queue_find
+-- The queues that have claimable jobs or settings, among :queues (a JSON array; NULL: all):
+-- what a worker serves. The claimable ones are found by a skip scan of
+-- equeue_jobs_queue_claimable_idx, one index probe per queue.
+WITH RECURSIVE found (queue) AS (
+    SELECT min(queue) FROM equeue_jobs WHERE status IN ('queued', 'retrying')
+    UNION ALL
+    SELECT (SELECT min(j.queue) FROM equeue_jobs AS j
+            WHERE j.status IN ('queued', 'retrying') AND j.queue > found.queue)
+    FROM found
+    WHERE found.queue IS NOT NULL
+),
+names (name) AS (
+    SELECT queue FROM found WHERE queue IS NOT NULL
+    UNION
+    SELECT name FROM equeue_queues
+)
+SELECT n.name, coalesce(q.paused, 0) AS paused, q.concurrency, q.rate_limit, q.rate_period,
+       n.name IN (SELECT queue FROM found WHERE queue IS NOT NULL) AS claimable
+FROM names AS n
+LEFT JOIN equeue_queues AS q ON q.name = n.name
+WHERE :queues IS NULL OR n.name IN (SELECT value FROM json_each(:queues));
+
+-- name: queue_list
+-- Every queue that holds jobs or has settings (or only :name), with its jobs counted by status:
+-- one row per queue and status, status NULL for a queue without jobs.
+WITH counts AS (
+    SELECT queue, status, count(*) AS count
+    FROM equeue_jobs
+    WHERE :name IS NULL OR queue = :name
+    GROUP BY queue, status
+),
+names (name) AS (
+    SELECT queue FROM counts
+    UNION
+    SELECT name FROM equeue_queues WHERE :name IS NULL OR name = :name
+)
+SELECT n.name, coalesce(q.paused, 0) AS paused, q.concurrency, q.rate_limit, q.rate_period,
+       c.status, coalesce(c.count, 0) AS count
+FROM names AS n
+LEFT JOIN equeue_queues AS q ON q.name = n.name
+LEFT JOIN counts AS c ON c.queue = n.name
+ORDER BY n.name;
+
+-- name: queue_note_starts
+-- Record :started jobs of a limited :queue claimed now (in the claim's transaction), keeping only
+-- the starts still inside its rate window, each [microseconds, jobs].
+UPDATE equeue_queues
+SET claimed_total = claimed_total + :started,
+    starts = CASE WHEN rate_limit IS NULL THEN '[]' ELSE json_insert(
+        coalesce((SELECT json_group_array(json(e.value))
+                  FROM json_each(equeue_queues.starts) AS e
+                  WHERE json_extract(e.value, '$[0]')
+                        > :now - rate_period * 1000000 - :rate_margin), '[]'),
+        '$[#]', json_array(:now, :started)) END
+WHERE name = :queue AND (concurrency IS NOT NULL OR rate_limit IS NOT NULL);
+
+-- name: queue_pause
+-- Pause or resume a queue, creating its settings row if it has none.
+INSERT INTO equeue_queues AS q (name, paused, updated_at)
+VALUES (:name, :paused, :now)
+ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at;
+
+-- name: queue_room
+-- How many of :queue's jobs a claim may start now, at most :limit: none while the queue is
+-- paused, its concurrency less its running jobs, its rate less the starts inside the window.
+SELECT CASE WHEN s.paused THEN 0 ELSE max(0, min(
+    :limit,
+    coalesce(s.concurrency - (SELECT count(*) FROM equeue_jobs
+                              WHERE queue = :queue AND status = 'processing'), :limit),
+    coalesce(s.rate_limit - (SELECT coalesce(sum(json_extract(e.value, '$[1]')), 0)
+                             FROM json_each(s.starts) AS e
+                             WHERE json_extract(e.value, '$[0]')
+                                   > :now - s.rate_period * 1000000 - :rate_margin), :limit)
+)) END AS room
+FROM (SELECT 1) AS one
+LEFT JOIN equeue_queues AS s ON s.name = :queue;
+
 -- name: queue_stats
 -- Per queue and status: how many jobs, how long the oldest due job has waited (seconds), and
 -- how many finished in the last minute.
@@ -204,8 +307,10 @@ GROUP BY queue, status;
 DELETE FROM equeue_workers WHERE id = :id;
 
 -- name: worker_forget
--- Forget workers silent for :stalled_after seconds (their jobs were just rescued).
-DELETE FROM equeue_workers WHERE last_beat_at <= :now - :stalled_after;
+-- Forget workers silent for :stalled_after (their jobs were just rescued); never the caller's.
+DELETE FROM equeue_workers
+WHERE last_beat_at <= :now - :stalled_after AND id <> :worker_id
+RETURNING id;
 
 -- name: worker_heartbeat
 -- Prove a worker alive; no row back means it was declared lost.

@@ -1,0 +1,189 @@
+"""``Producers``: which queues a runtime serves, with one producer for each that has work.
+
+A runtime given ``queues`` serves exactly those. Without, it serves every queue that has
+claimable jobs: it finds them on start, at every poll, and from the notifications of new jobs,
+and retires the producer of a queue that has gone idle. It also keeps every served queue's
+settings (read at every poll, and at once when a queue's settings change), so that a paused
+queue's producer does not claim at all. Notifications and freed slots wake the producers they
+concern.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from fastapi_equeue.backend import EVERY_QUEUE, Notification, QueueSettingsRow
+from fastapi_equeue.clock import Clock
+from fastapi_equeue.runtime.attempts import Attempts
+from fastapi_equeue.runtime.completer import Completer
+from fastapi_equeue.runtime.executor import Executor
+from fastapi_equeue.runtime.producer import Producer
+from fastapi_equeue.store import Store
+
+logger = logging.getLogger(__name__)
+
+RETIRE_AFTER = 3
+"""Claims in a row that found nothing before an idle queue's producer is retired (when the
+runtime serves every queue)."""
+
+
+class Producers:
+    """The producers of one runtime."""
+
+    name = "producers"
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        attempts: Attempts,
+        executor: Executor,
+        completer: Completer,
+        clock: Clock,
+        worker_id: str,
+        queues: tuple[str, ...] | None,
+        poll_interval: float,
+        burst: bool = False,
+    ) -> None:
+        self._store = store
+        self._attempts = attempts
+        self._executor = executor
+        self._completer = completer
+        self._clock = clock
+        self._worker_id = worker_id
+        self._queues = queues
+        self._poll_interval = poll_interval
+        self._burst = burst
+        self._producers: dict[str, Producer] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._group: asyncio.TaskGroup | None = None
+        self._found: list[QueueSettingsRow] = []
+        self._refresh_now = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._unsubscribe: Callable[[], None] = lambda: None
+        self._retired_claims = 0
+
+    @property
+    def claimed_total(self) -> int:
+        """Jobs claimed by this runtime so far."""
+        return self._retired_claims + sum(p.claimed_total for p in self._producers.values())
+
+    async def start(self) -> None:
+        """Start listening, and find the queues to serve and their settings."""
+        await self._store.notifier.start()
+        self._unsubscribe = self._store.notifier.subscribe(self._on_notification)
+        self._attempts.on_freed(self._on_freed)
+        try:
+            self._found = await self._store.queues_to_serve(self._queues)
+        except Exception as exc:
+            # Polling finds them once the database answers.
+            logger.warning("finding queues failed (%s: %s)", type(exc).__name__, exc)
+
+    async def run(self) -> None:
+        """Run the producers until stopped (in burst mode: until every one has drained)."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                self._apply(self._found)
+                if self._burst:
+                    await asyncio.gather(*self._tasks.values())
+                    return
+                while not self._stopped.is_set():
+                    await self._clock.wait(self._refresh_now, self._poll_interval)
+                    self._refresh_now.clear()
+                    if not self._stopped.is_set():
+                        await self._refresh()
+                for producer in self._producers.values():
+                    producer.stop()
+        finally:
+            self._group = None
+            self._unsubscribe()
+
+    def stop(self) -> None:
+        """Stop claiming; the producers' running attempts go on."""
+        self._stopped.set()
+        self._refresh_now.set()
+        for producer in self._producers.values():
+            producer.stop()
+
+    async def _refresh(self) -> None:
+        try:
+            rows = await self._store.queues_to_serve(self._queues)
+        except Exception as exc:
+            logger.warning("reading queue settings failed (%s: %s)", type(exc).__name__, exc)
+            return
+        self._apply(rows)
+        if self._queues is None:
+            self._retire_idle({row.name for row in rows if row.claimable})
+
+    def _apply(self, rows: list[QueueSettingsRow]) -> None:
+        served = self._queues if self._queues is not None else ()
+        settings = {row.name: row for row in rows}
+        names = [*served, *(row.name for row in rows if row.claimable and row.name not in served)]
+        for name in names:
+            producer = self._producers.get(name) or self._spawn(name)
+            row = settings.get(name)
+            paused = bool(row and row.paused)
+            limited = bool(row and (row.concurrency is not None or row.rate_limit is not None))
+            changed = paused != producer.paused or limited != producer.limited
+            producer.paused, producer.limited = paused, limited
+            if changed and not paused:
+                producer.wake()
+
+    def _spawn(self, name: str) -> Producer:
+        producer = Producer(
+            name,
+            store=self._store,
+            attempts=self._attempts,
+            executor=self._executor,
+            completer=self._completer,
+            clock=self._clock,
+            worker_id=self._worker_id,
+            poll_interval=self._poll_interval,
+            burst=self._burst,
+        )
+        self._producers[name] = producer
+        if self._group is not None:
+            self._tasks[name] = self._group.create_task(producer.run(), name=f"equeue-{name}")
+        return producer
+
+    def _retire_idle(self, active: set[str]) -> None:
+        for name, producer in tuple(self._producers.items()):
+            idle = producer.idle_claims >= RETIRE_AFTER and not self._attempts.running_in(name)
+            if name not in active and idle:
+                producer.stop()
+                self._retired_claims += producer.claimed_total
+                del self._producers[name]
+                self._tasks.pop(name, None)
+
+    def _on_notification(self, notification: Notification) -> None:
+        if notification.kind == "available":
+            for name in notification.values:
+                if name == EVERY_QUEUE:
+                    self._wake_all()
+                    continue
+                producer = self._producers.get(name)
+                if producer is not None:
+                    if not producer.paused and not producer.held_back:
+                        producer.wake()
+                elif self._queues is None and self._group is not None and not self._burst:
+                    self._spawn(name)
+        elif notification.kind == "queue":
+            self._refresh_now.set()
+
+    def _on_freed(self) -> None:
+        for producer in self._producers.values():
+            if producer.hungry and not producer.paused:
+                producer.wake()
+
+    def _wake_all(self) -> None:
+        for producer in self._producers.values():
+            if not producer.paused:
+                producer.held_back = False
+                producer.wake()
+
+    async def wait_stopped(self) -> None:
+        """Return once every producer has ended."""
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*self._tasks.values())
