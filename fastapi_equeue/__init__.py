@@ -17,7 +17,9 @@ from fastapi_equeue.errors import (
     UnknownJobType,
 )
 from fastapi_equeue.jobs import Job, JobError, JobStatus, Page, QueueStats
+from fastapi_equeue.options import EnqueueOptions
 from fastapi_equeue.queue import EQueue
+from fastapi_equeue.queues import QueueInfo
 from fastapi_equeue.tasks import Task
 
 if typing.TYPE_CHECKING:
@@ -48,6 +50,7 @@ __all__ = [
     "ConfigurationError",
     "EQueue",
     "EQueueError",
+    "EnqueueOptions",
     "InvalidCursor",
     "InvalidOption",
     "InvalidPayload",
@@ -59,6 +62,7 @@ __all__ = [
     "Page",
     "PayloadTooLarge",
     "QueueClient",
+    "QueueInfo",
     "QueueStats",
     "RateLimited",
     "Submission",

@@ -7,13 +7,21 @@ host's ``AsyncSession`` into the connection its transaction runs on, and calls t
 import asyncio
 import builtins
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from fastapi_equeue.backend import JobInsertParams, JobListParams, JobRow, Notification
+from fastapi_equeue.backend import (
+    JobInsertParams,
+    JobListParams,
+    JobRow,
+    Notification,
+    QueueConfigureParams,
+    QueueRow,
+    QueueSettingsRow,
+)
 from fastapi_equeue.clock import Clock
-from fastapi_equeue.config import MAX_LIST_LIMIT, Config, storable_text
+from fastapi_equeue.config import MAX_LIST_LIMIT, Config, check_queue_name, storable_text
 from fastapi_equeue.errors import (
     InvalidCursor,
     InvalidOption,
@@ -32,6 +40,7 @@ from fastapi_equeue.jobs import (
     parse_job_id,
 )
 from fastapi_equeue.options import EnqueueOptions
+from fastapi_equeue.queues import KEEP, Keep, QueueInfo, Rate, check_concurrency
 from fastapi_equeue.sessions import connection_of
 from fastapi_equeue.store import Store
 from fastapi_equeue.tasks import TaskRegistry
@@ -274,7 +283,78 @@ class QueueClient:
         finally:
             unsubscribe()
 
+    # -- queues --------------------------------------------------------------------------------
+
+    async def queues(self) -> builtins.list[QueueInfo]:
+        """Every queue that holds jobs or has settings, by name, with its jobs per status.
+
+        A queue comes into being by use: enqueueing into a name, pausing it or configuring it.
+        """
+        return [_queue_info(row) for row in await self._store.queues()]
+
+    async def pause_queue(self, name: str) -> QueueInfo:
+        """Pause a queue: it accepts jobs and starts none, in every process, within one
+        ``poll_interval``; jobs already running finish.
+
+        Raises:
+            InvalidOption: ``name`` is not a usable queue name (nothing changed).
+        """
+        name = _queue_name(name)
+        await self._store.set_paused(name, paused=True)
+        return await self._queue(name)
+
+    async def resume_queue(self, name: str) -> QueueInfo:
+        """Resume a paused queue: its jobs start again.
+
+        Raises:
+            InvalidOption: ``name`` is not a usable queue name (nothing changed).
+        """
+        name = _queue_name(name)
+        await self._store.set_paused(name, paused=False)
+        return await self._queue(name)
+
+    async def configure_queue(
+        self,
+        name: str,
+        *,
+        concurrency: int | Keep | None = KEEP,
+        rate: str | Keep | None = KEEP,
+    ) -> QueueInfo:
+        """Set a queue's limits, obeyed by every worker within one ``poll_interval``.
+
+        Args:
+            name: the queue.
+            concurrency: the most of its jobs processing at once over all workers (``None``:
+                no limit).
+            rate: the most of its jobs started per period over all workers: ``"N/second"``,
+                ``"N/minute"`` or ``"N/hour"`` (``None``: no limit).
+
+        A keyword left out keeps its current value.
+
+        Raises:
+            InvalidOption: a bad name, a concurrency below 1 or a rate that does not parse,
+                naming the field (nothing changed).
+        """
+        name = _queue_name(name)
+        params = QueueConfigureParams(name=name)
+        if not isinstance(concurrency, Keep):
+            params = replace(params, set_concurrency=True, concurrency=_concurrency(concurrency))
+        if not isinstance(rate, Keep):
+            parsed = _rate(rate)
+            params = replace(
+                params,
+                set_rate=True,
+                rate_limit=parsed.limit if parsed else None,
+                rate_period=parsed.period if parsed else None,
+            )
+        await self._store.configure(params)
+        return await self._queue(name)
+
     # -- internals -----------------------------------------------------------------------------
+
+    async def _queue(self, name: str) -> QueueInfo:
+        rows = await self._store.queues(name)
+        return _queue_info(rows[0]) if rows else _queue_info(QueueRow(QueueSettingsRow(name), {}))
 
     def _params(
         self, job_type: str, payload: Mapping[str, Any] | None, options: EnqueueOptions
@@ -326,6 +406,45 @@ class QueueClient:
         if row is None:
             raise JobNotFound(job_id)
         return row.status
+
+
+def _queue_info(row: QueueRow) -> QueueInfo:
+    settings = row.settings
+    rate = None
+    if settings.rate_limit is not None and settings.rate_period is not None:
+        rate = str(Rate(settings.rate_limit, settings.rate_period))
+    return QueueInfo(
+        name=settings.name,
+        paused=settings.paused,
+        concurrency=settings.concurrency,
+        rate=rate,
+        counts={status: row.counts.get(status, 0) for status in JobStatus},
+    )
+
+
+def _queue_name(name: object) -> str:
+    try:
+        return check_queue_name(name)
+    except ValueError as exc:
+        raise InvalidOption("name", str(exc), location="path") from None
+
+
+def _concurrency(value: object) -> int | None:
+    if value is None:
+        return None
+    try:
+        return check_concurrency(value)
+    except ValueError as exc:
+        raise InvalidOption("concurrency", str(exc)) from None
+
+
+def _rate(value: object) -> Rate | None:
+    if value is None:
+        return None
+    try:
+        return Rate.parse(value)
+    except ValueError as exc:
+        raise InvalidOption("rate", str(exc)) from None
 
 
 def _require_id(job_id: str) -> str:

@@ -32,6 +32,13 @@ class Clock(Protocol):
     async def wait(self, event: asyncio.Event, timeout: float) -> bool:
         """Wait for ``event`` at most ``timeout`` seconds; whether it was set."""
 
+    async def wait_until(self, event: asyncio.Event, deadline: float) -> bool:
+        """Wait for ``event`` until ``monotonic()`` reaches ``deadline``; whether it was set.
+
+        A deadline taken before some work began (a poll's, a tick's) keeps the schedule
+        whatever time that work took, and returns at once if the clock has passed it since.
+        """
+
 
 @dataclass(frozen=True, slots=True)
 class SystemClock:
@@ -59,6 +66,10 @@ class SystemClock:
             async with asyncio.timeout(timeout):
                 await event.wait()
         return event.is_set()
+
+    async def wait_until(self, event: asyncio.Event, deadline: float) -> bool:
+        """Wait for ``event`` until ``monotonic()`` reaches ``deadline``; whether it was set."""
+        return await self.wait(event, deadline - time.monotonic())
 
 
 class ManualClock:
@@ -110,18 +121,28 @@ class ManualClock:
 
     async def wait(self, event: asyncio.Event, timeout: float) -> bool:
         """Wait for ``event`` until the clock has been advanced by ``timeout``."""
+        return await self.wait_until(event, self._elapsed + timeout)
+
+    async def wait_until(self, event: asyncio.Event, deadline: float) -> bool:
+        """Wait for ``event`` until the clock reaches ``deadline`` (at once if it has)."""
         if event.is_set():
             return True
+        if deadline <= self._elapsed:
+            await asyncio.sleep(0)
+            return event.is_set()
         waiter: asyncio.Future[object] = asyncio.ensure_future(event.wait())
-        deadline: asyncio.Future[object] = asyncio.ensure_future(self._deadline(timeout))
+        timer = self._at(deadline)
         try:
-            await asyncio.wait((waiter, deadline), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((waiter, timer), return_when=asyncio.FIRST_COMPLETED)
         finally:
             waiter.cancel()
-            deadline.cancel()
+            timer.cancel()
         return event.is_set()
 
     def _deadline(self, seconds: float) -> "asyncio.Future[object]":
+        return self._at(self._elapsed + seconds)
+
+    def _at(self, deadline: float) -> "asyncio.Future[object]":
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self._elapsed + seconds, next(self._order), future))
+        heapq.heappush(self._sleepers, (deadline, next(self._order), future))
         return future

@@ -246,6 +246,8 @@ class Subscription:
     def cancel(self) -> None:
         """Stop receiving events; those already sent are still delivered."""
         self._bus._remove(self)
+        self._closing = True
+        self._ready.set()
 
     def __call__(self) -> None:
         self.cancel()
@@ -267,7 +269,7 @@ class Subscription:
                 )
         self._backlog.append(event)
         self._ready.set()
-        if self._task is None:
+        if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(
                 self._deliver(), name=f"equeue-events-{self.name}"
             )

@@ -5,6 +5,7 @@ configuring one. Its settings (paused, concurrency, rate) live in the database, 
 worker's claim obeys them.
 """
 
+import enum
 import re
 from dataclasses import dataclass
 
@@ -13,13 +14,37 @@ from pydantic import BaseModel
 from fastapi_equeue.config import check_queue_name
 from fastapi_equeue.jobs import JobStatus
 
-__all__ = ["PERIODS", "QueueInfo", "Rate", "check_concurrency", "check_queue_name"]
+__all__ = [
+    "KEEP",
+    "MAX_CONCURRENCY",
+    "PERIODS",
+    "RATE_PATTERN",
+    "Keep",
+    "QueueInfo",
+    "Rate",
+    "check_concurrency",
+    "check_queue_name",
+]
 
 PERIODS = {"second": 1, "minute": 60, "hour": 3600}
 """The periods a rate may be written in, in seconds."""
 MAX_RATE = 1_000_000
 """The most starts a rate may allow per period."""
-_RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour)\s*$")
+
+
+class Keep(enum.Enum):
+    """The type of ``KEEP``."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+"""A setting left as it is (``configure_queue``'s default for a keyword not given)."""
+
+MAX_CONCURRENCY = 2**31 - 1
+RATE_PATTERN = r"^\s*0*([1-9][0-9]{0,5}|1000000)\s*/\s*(second|minute|hour)\s*$"
+"""What ``Rate.parse`` accepts, as a regular expression (for the REST API's schema)."""
+_RATE = re.compile(RATE_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +58,7 @@ class Rate:
     def parse(cls, text: object) -> "Rate":
         """``"N/second"``, ``"N/minute"`` or ``"N/hour"``, N from 1; else ``ValueError``."""
         match = _RATE.match(text) if isinstance(text, str) else None
-        if match is None or not 1 <= int(match[1]) <= MAX_RATE:
+        if match is None:
             raise ValueError(
                 f"a rate is written 'N/second', 'N/minute' or 'N/hour' with N from 1 to "
                 f"{MAX_RATE}, got {_shown(text)}"
@@ -47,7 +72,7 @@ class Rate:
 
 def check_concurrency(value: object) -> int:
     """``value`` if it is a usable concurrency limit (an integer from 1), else ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 2**31 - 1:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CONCURRENCY:
         raise ValueError(f"concurrency must be an integer of at least 1, got {_shown(value)}")
     return value
 

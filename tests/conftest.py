@@ -100,7 +100,7 @@ async def _empty_postgres(url: str) -> None:
     try:
         exists = await conn.fetchval("SELECT to_regclass('equeue_jobs') IS NOT NULL")
         if exists:
-            await conn.execute("TRUNCATE equeue_jobs, equeue_workers")
+            await conn.execute("TRUNCATE equeue_jobs, equeue_workers, equeue_queues")
     finally:
         await conn.close()
 

@@ -20,18 +20,21 @@ from fastapi_equeue.api.schemas import (
     ErrorBody,
     JobCreate,
     JobResult,
+    QueueLimits,
     ValidationErrorBody,
 )
 from fastapi_equeue.client import QueueClient
 from fastapi_equeue.config import MAX_QUEUE_NAME
-from fastapi_equeue.errors import InvalidTransition, JobNotFound
+from fastapi_equeue.errors import InvalidOption, InvalidTransition, JobNotFound
 from fastapi_equeue.jobs import Job, JobStatus, Page, QueueStats
 from fastapi_equeue.options import EnqueueOptions
 from fastapi_equeue.queue import EQueue
+from fastapi_equeue.queues import QueueInfo
 
 MAX_RESULT_WAIT = 60.0
 # Room for job_type and the options around a payload of max_payload_bytes.
 BODY_OVERHEAD = 16 * 1024
+LIMITS_BODY = 4096
 _LIST_PARAMETERS = frozenset({"status", "job_type", "queue", "limit", "cursor"})
 
 Queue = Annotated[QueueClient, Depends(get_queue)]
@@ -92,6 +95,60 @@ async def submit_job(request: Request, response: Response, queue: EQueueDep) -> 
 async def job_stats(q: Queue) -> QueueStats:
     """Jobs per status and queue, the oldest waiting job's age, and last minute's outcomes."""
     return await q.stats()
+
+
+@router.get("/queues", response_model=list[QueueInfo], summary="List queues")
+async def list_queues(q: Queue) -> list[QueueInfo]:
+    """Every queue that holds jobs or has settings: paused or not, its limits, its jobs per
+    status. A queue comes into being by use (a job enqueued into it, a pause, a limit)."""
+    return await q.queues()
+
+
+@router.post(
+    "/queues/{name}/pause",
+    response_model=QueueInfo,
+    summary="Pause a queue",
+    responses={422: _INVALID},
+)
+async def pause_queue(name: str, q: Queue) -> QueueInfo:
+    """The queue accepts jobs and starts none, in every worker, within one poll interval; jobs
+    already running finish."""
+    return await q.pause_queue(name)
+
+
+@router.post(
+    "/queues/{name}/resume",
+    response_model=QueueInfo,
+    summary="Resume a queue",
+    responses={422: _INVALID},
+)
+async def resume_queue(name: str, q: Queue) -> QueueInfo:
+    """The queue starts jobs again."""
+    return await q.resume_queue(name)
+
+
+@router.patch(
+    "/queues/{name}",
+    response_model=QueueInfo,
+    summary="Set a queue's limits",
+    responses={422: _INVALID},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": QueueLimits.model_json_schema()}},
+        }
+    },
+)
+async def configure_queue(name: str, request: Request, q: Queue) -> QueueInfo:
+    """Set ``concurrency`` (the most of its jobs running at once over every worker) and
+    ``rate`` (``"N/second"``, ``"N/minute"`` or ``"N/hour"``: the most started per period
+    over every worker); ``null`` removes a limit, a field left out keeps its value. Every
+    worker obeys within one poll interval."""
+    data = await read_json_object(request, LIMITS_BODY)
+    unknown = sorted(set(data) - set(QueueLimits.model_fields))
+    if unknown:
+        raise InvalidOption(unknown[0][:100], "is not a queue setting")
+    return await q.configure_queue(name, **{key: data[key] for key in data})
 
 
 @router.get(

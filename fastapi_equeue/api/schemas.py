@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from fastapi_equeue.jobs import JobStatus
 from fastapi_equeue.options import OPTIONS
+from fastapi_equeue.queues import MAX_CONCURRENCY, RATE_PATTERN
 
 OPTIONS_SCHEMA: dict[str, Any] = {name: option.schema for name, option in OPTIONS.items()}
 
@@ -25,6 +26,25 @@ class JobCreate(JobOptions):
 
     job_type: str = Field(min_length=1, max_length=200)
     payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class QueueLimits(BaseModel):
+    """``PATCH /jobs/queues/{name}``: a field left out keeps its value, ``null`` removes it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    concurrency: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_CONCURRENCY,
+        description="The most of the queue's jobs processing at once, over all workers.",
+    )
+    rate: str | None = Field(
+        None,
+        pattern=RATE_PATTERN,
+        examples=["10/second", "600/minute"],
+        description="The most of the queue's jobs started per second, minute or hour.",
+    )
 
 
 class JobResult(BaseModel):

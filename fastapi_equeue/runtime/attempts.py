@@ -59,6 +59,8 @@ class Attempts:
         self._reserved = 0
         self._held: Counter[str] = Counter()
         self._freed: list[Callable[[], None]] = []
+        self._written: list[Callable[[str], None]] = []
+        self._queues: dict[str, str] = {}
         self._idle = asyncio.Event()
         self._idle.set()
         self._stopping = asyncio.Event()
@@ -90,8 +92,13 @@ class Attempts:
             self._notify_freed()
 
     def on_freed(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` whenever a slot frees."""
+        """Call ``callback`` whenever a slot frees (an attempt ended, a reservation came back)."""
         self._freed.append(callback)
+
+    def on_written(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback`` with a job's queue once its outcome is written: in the database,
+        the job is then no longer running, which is what a queue's limits count."""
+        self._written.append(callback)
 
     @contextlib.contextmanager
     def claiming(self) -> Iterator[None]:
@@ -117,6 +124,7 @@ class Attempts:
         held.task.add_done_callback(lambda _task: self._ended(held))
         self._running[job.id] = held
         self._held[job.id] += 1
+        self._queues[job.id] = job.queue
         self._idle.clear()
 
     def cancel(self, job_id: str, reason: StopReason) -> bool:
@@ -132,16 +140,22 @@ class Attempts:
         for job_id in tuple(self._running):
             self.cancel(job_id, reason)
 
-    def hold(self, job_id: str) -> None:
-        """Hold ``job_id`` (not running here) until its outcome is ``written``."""
-        self._held[job_id] += 1
+    def hold(self, job: JobRow) -> None:
+        """Hold ``job`` (not running here) until its outcome is ``written``."""
+        self._held[job.id] += 1
+        self._queues[job.id] = job.queue
 
     def written(self, job_id: str) -> None:
         """The outcome of an attempt of ``job_id`` is written (or there was none to write)."""
         if self._held[job_id] > 1:
             self._held[job_id] -= 1
+            queue = self._queues.get(job_id)
         else:
             self._held.pop(job_id, None)
+            queue = self._queues.pop(job_id, None)
+        if queue is not None:
+            for callback in self._written:
+                callback(queue)
 
     @property
     def running(self) -> frozenset[str]:

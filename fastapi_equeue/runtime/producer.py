@@ -60,10 +60,11 @@ class Producer:
         self.paused = False
         self.limited = False
         self.held_back = False
-        """Whether its queue's limits held its last claim back."""
+        """Whether its queue's limits held its last claim back: only an attempt of its own
+        queue ending (or the next poll) can make room, not new jobs nor other slots."""
         self.hungry = False
-        """Whether a freed slot could let it claim: its last claim filled every slot it asked
-        for, or its queue's limits (not an empty queue) held it back."""
+        """Whether any freed slot could let it claim: it found none free, or its last claim
+        filled every slot it asked for (more may be due)."""
         self.claimed_total = 0
         self.idle_claims = 0
         """Claims in a row that found nothing: an idle queue's producer may be retired."""
@@ -83,13 +84,16 @@ class Producer:
         failures = 0
         while not self._stopped.is_set():
             self._wake.clear()
+            # A poll is due a poll interval after this round began, however long its claim took.
+            poll_at = self._clock.monotonic() + self._poll_interval
             if self.paused:
-                await self._clock.wait(self._wake, self._poll_interval)
+                await self._clock.wait_until(self._wake, poll_at)
                 continue
             wanted = await self._reserve()
             if wanted == 0:
                 self.hungry = True
-                await self._clock.wait(self._wake, self._poll_interval)
+                self.held_back = False
+                await self._clock.wait_until(self._wake, poll_at)
                 continue
             try:
                 claim = await self._claim(wanted)
@@ -129,15 +133,15 @@ class Producer:
                 # back, only a slot of its own freeing (or the next poll) can make room: new
                 # jobs' notifications would only bring empty claims.
                 self.held_back = claim.room < wanted and len(claimed) >= claim.room
-                self.hungry = self.held_back
-            await self._clock.wait(self._wake, self._poll_interval)
+                self.hungry = False
+            await self._clock.wait_until(self._wake, poll_at)
 
     async def _reserve(self) -> int:
         """Reserve slots for a claim: all free ones, waiting briefly for half of them while
         attempts run."""
         wanted = self._attempts.reserve(self._attempts.free)
         if 0 < wanted < self._batch and self._attempts.busy:
-            self.hungry = True
+            self.hungry, self.held_back = True, False
             loop = asyncio.get_running_loop()
             deadline = loop.time() + GATHER_WINDOW
             while wanted < self._batch and self._attempts.busy and loop.time() < deadline:

@@ -59,6 +59,7 @@ class Producers:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._group: asyncio.TaskGroup | None = None
         self._found: list[QueueSettingsRow] = []
+        self._settings: dict[str, QueueSettingsRow] = {}
         self._refresh_now = asyncio.Event()
         self._stopped = asyncio.Event()
         self._unsubscribe: Callable[[], None] = lambda: None
@@ -74,6 +75,7 @@ class Producers:
         await self._store.notifier.start()
         self._unsubscribe = self._store.notifier.subscribe(self._on_notification)
         self._attempts.on_freed(self._on_freed)
+        self._attempts.on_written(self._on_written)
         try:
             self._found = await self._store.queues_to_serve(self._queues)
         except Exception as exc:
@@ -90,7 +92,8 @@ class Producers:
                     await asyncio.gather(*self._tasks.values())
                     return
                 while not self._stopped.is_set():
-                    await self._clock.wait(self._refresh_now, self._poll_interval)
+                    refresh_at = self._clock.monotonic() + self._poll_interval
+                    await self._clock.wait_until(self._refresh_now, refresh_at)
                     self._refresh_now.clear()
                     if not self._stopped.is_set():
                         await self._refresh()
@@ -119,17 +122,23 @@ class Producers:
 
     def _apply(self, rows: list[QueueSettingsRow]) -> None:
         served = self._queues if self._queues is not None else ()
-        settings = {row.name: row for row in rows}
+        self._settings = {row.name: row for row in rows}
         names = [*served, *(row.name for row in rows if row.claimable and row.name not in served)]
         for name in names:
             producer = self._producers.get(name) or self._spawn(name)
-            row = settings.get(name)
-            paused = bool(row and row.paused)
-            limited = bool(row and (row.concurrency is not None or row.rate_limit is not None))
-            changed = paused != producer.paused or limited != producer.limited
-            producer.paused, producer.limited = paused, limited
-            if changed and not paused:
+            if self._settle(producer):
                 producer.wake()
+
+    def _settle(self, producer: Producer) -> bool:
+        """Give ``producer`` its queue's settings as last read; whether they changed."""
+        row = self._settings.get(producer.queue)
+        paused = bool(row and row.paused)
+        limited = bool(row and (row.concurrency is not None or row.rate_limit is not None))
+        changed = paused != producer.paused or limited != producer.limited
+        producer.paused, producer.limited = paused, limited
+        if changed:
+            producer.held_back = False
+        return changed and not paused
 
     def _spawn(self, name: str) -> Producer:
         producer = Producer(
@@ -144,6 +153,7 @@ class Producers:
             burst=self._burst,
         )
         self._producers[name] = producer
+        self._settle(producer)
         if self._group is not None:
             self._tasks[name] = self._group.create_task(producer.run(), name=f"equeue-{name}")
         return producer
@@ -168,7 +178,9 @@ class Producers:
                     if not producer.paused and not producer.held_back:
                         producer.wake()
                 elif self._queues is None and self._group is not None and not self._burst:
+                    # A queue not seen before: its settings are read again at once too.
                     self._spawn(name)
+                    self._refresh_now.set()
         elif notification.kind == "queue":
             self._refresh_now.set()
 
@@ -176,6 +188,12 @@ class Producers:
         for producer in self._producers.values():
             if producer.hungry and not producer.paused:
                 producer.wake()
+
+    def _on_written(self, queue: str) -> None:
+        # A job of a queue held back by its limits is no longer running: there may be room.
+        producer = self._producers.get(queue)
+        if producer is not None and producer.held_back and not producer.paused:
+            producer.wake()
 
     def _wake_all(self) -> None:
         for producer in self._producers.values():

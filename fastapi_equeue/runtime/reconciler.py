@@ -66,7 +66,7 @@ class Reconciler(Periodic):
                 params = JobCompleteParams(
                     id=job.id, attempt=job.attempts, worker_id=self._worker_id, status="queued"
                 )
-                self._attempts.hold(job.id)
+                self._attempts.hold(job)
                 self._completer.submit(Attempt(job, params, 0.0, "not_received"))
 
     def _on_notification(self, notification: Notification) -> None:

@@ -120,8 +120,9 @@ class Supervisor:
 
 class Periodic:
     """A service that calls ``tick`` at once, then every ``interval`` seconds (+/- 10 %) of its
-    clock, until stopped. A failing tick is logged (the first, then every tenth in a row) and
-    tried again at the next interval; cancellation is never swallowed."""
+    clock from the start of the tick before, until stopped. A failing tick is logged (the
+    first, then every tenth in a row) and tried again at the next interval; cancellation is
+    never swallowed."""
 
     name = "periodic"
 
@@ -137,6 +138,9 @@ class Periodic:
         """Tick until stopped."""
         failures = 0
         while not self._stopped.is_set():
+            # The next tick is due an interval after this one began, however long it takes:
+            # time that passes meanwhile (a slow database, a test's clock moved) is not lost.
+            next_at = self._clock.monotonic() + self._interval * random.uniform(0.9, 1.1)
             try:
                 await self.tick()
                 failures = 0
@@ -144,7 +148,7 @@ class Periodic:
                 failures += 1
                 if failures == 1 or failures % 10 == 0:
                     logger.warning("%s failed (%s: %s)", self.name, type(exc).__name__, exc)
-            await self._clock.wait(self._stopped, self._interval * random.uniform(0.9, 1.1))
+            await self._clock.wait_until(self._stopped, next_at)
         await self.finish()
 
     def stop(self) -> None:

@@ -59,6 +59,10 @@ OPERATIONS = (
     "GET /jobs/{job_id}/result",
     "POST /jobs/{job_id}/cancel",
     "POST /jobs/{job_id}/retry",
+    "GET /jobs/queues",
+    "POST /jobs/queues/{name}/pause",
+    "POST /jobs/queues/{name}/resume",
+    "PATCH /jobs/queues/{name}",
 )
 JOB_TYPES = ("record", "refuse", "total")
 
@@ -257,8 +261,9 @@ def _checks_for(label: str) -> list[Any]:
     """Every check, except "schema-valid data is accepted" where the schema cannot say what
     is valid: a cursor is any string to the schema (it is opaque) but only one that GET /jobs
     returned is accepted; a submission is refused for what JSON Schema does not express (the
-    payload's size and depth, NUL, a ``run_at`` out of range). Those rightly get a 422."""
-    if label in ("GET /jobs", "POST /jobs"):
+    payload's size and depth, NUL, a ``run_at`` out of range), and so is a queue name with a
+    NUL or a lone surrogate. Those rightly get a 422."""
+    if label in ("GET /jobs", "POST /jobs") or "{name}" in label:
         return [check for check in CHECKS if check is not positive_data_acceptance]
     return CHECKS
 

@@ -199,7 +199,7 @@ async def _migrate_and_empty(url: str) -> None:
         pass
     conn = await asyncpg.connect(pg_dsn(url), timeout=5)
     try:
-        await conn.execute("TRUNCATE equeue_jobs, equeue_workers")
+        await conn.execute("TRUNCATE equeue_jobs, equeue_workers, equeue_queues")
     finally:
         await conn.close()
 

@@ -257,31 +257,32 @@ WHERE status = 'processing' AND worker_id = CAST(:worker_id AS uuid);
 -- name: job_prune
 -- Delete finished jobs past their retention (:retention seconds for completed and cancelled
 -- ones, :failed_retention for failed ones; NULL keeps them), up to :limit of each status,
--- freeing their idempotency keys. Each CTE is a range of equeue_jobs_finished_idx, skipped
--- outright when its retention is NULL; SKIP LOCKED lets many workers prune at once.
-WITH t AS (
-    SELECT coalesce(CAST(:now AS timestamptz), now()) AS now
-),
-completed AS (
-    SELECT j.id FROM equeue_jobs AS j, t
-    WHERE j.status = 'completed' AND CAST(:retention AS double precision) IS NOT NULL
-      AND j.finished_at < t.now - make_interval(secs => :retention)
+-- freeing their idempotency keys. Each CTE is a range of equeue_jobs_finished_idx (the cut-off
+-- is one value, so it bounds the index scan), skipped outright when its retention is NULL;
+-- SKIP LOCKED lets many workers prune at once.
+WITH completed AS (
+    SELECT id FROM equeue_jobs
+    WHERE status = 'completed' AND CAST(:retention AS double precision) IS NOT NULL
+      AND finished_at < coalesce(CAST(:now AS timestamptz), now())
+                        - make_interval(secs => :retention)
     LIMIT :limit
-    FOR UPDATE OF j SKIP LOCKED
+    FOR UPDATE SKIP LOCKED
 ),
 cancelled AS (
-    SELECT j.id FROM equeue_jobs AS j, t
-    WHERE j.status = 'cancelled' AND CAST(:retention AS double precision) IS NOT NULL
-      AND j.finished_at < t.now - make_interval(secs => :retention)
+    SELECT id FROM equeue_jobs
+    WHERE status = 'cancelled' AND CAST(:retention AS double precision) IS NOT NULL
+      AND finished_at < coalesce(CAST(:now AS timestamptz), now())
+                        - make_interval(secs => :retention)
     LIMIT :limit
-    FOR UPDATE OF j SKIP LOCKED
+    FOR UPDATE SKIP LOCKED
 ),
 failed AS (
-    SELECT j.id FROM equeue_jobs AS j, t
-    WHERE j.status = 'failed' AND CAST(:failed_retention AS double precision) IS NOT NULL
-      AND j.finished_at < t.now - make_interval(secs => :failed_retention)
+    SELECT id FROM equeue_jobs
+    WHERE status = 'failed' AND CAST(:failed_retention AS double precision) IS NOT NULL
+      AND finished_at < coalesce(CAST(:now AS timestamptz), now())
+                        - make_interval(secs => :failed_retention)
     LIMIT :limit
-    FOR UPDATE OF j SKIP LOCKED
+    FOR UPDATE SKIP LOCKED
 )
 DELETE FROM equeue_jobs
 WHERE id = ANY(ARRAY(SELECT id FROM completed UNION ALL SELECT id FROM cancelled
@@ -400,7 +401,8 @@ SELECT n.name, coalesce(q.paused, false) AS paused, q.concurrency, q.rate_limit,
 FROM names AS n
 LEFT JOIN equeue_queues AS q ON q.name = n.name
 WHERE CAST(:queues AS text) IS NULL
-   OR n.name IN (SELECT jsonb_array_elements_text(CAST(CAST(:queues AS text) AS jsonb)));
+   OR n.name IN (SELECT jsonb_array_elements_text(CAST(CAST(:queues AS text) AS jsonb)))
+ORDER BY n.name;
 
 -- name: queue_list
 -- Every queue that holds jobs or has settings (or only :name), with its jobs counted by status:

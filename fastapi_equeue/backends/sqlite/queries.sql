@@ -235,7 +235,8 @@ SELECT n.name, coalesce(q.paused, 0) AS paused, q.concurrency, q.rate_limit, q.r
        n.name IN (SELECT queue FROM found WHERE queue IS NOT NULL) AS claimable
 FROM names AS n
 LEFT JOIN equeue_queues AS q ON q.name = n.name
-WHERE :queues IS NULL OR n.name IN (SELECT value FROM json_each(:queues));
+WHERE :queues IS NULL OR n.name IN (SELECT value FROM json_each(:queues))
+ORDER BY n.name;
 
 -- name: queue_list
 -- Every queue that holds jobs or has settings (or only :name), with its jobs counted by status:
