@@ -25,8 +25,8 @@ _WARNING = (
 
 
 def attach(bus: events.EventBus) -> events.Subscription:
-    """Log ``bus``'s events from now on."""
-    return bus.subscribe(log_event, when=_enabled)
+    """Log ``bus``'s events from now on (those whose line the logging setup would keep)."""
+    return bus.subscribe(log_event, when=_enabled, when_kind=_kind_enabled)
 
 
 def level(event: events.Event) -> int:
@@ -52,13 +52,19 @@ async def log_event(event: events.Event) -> None:
 
 
 def _enabled(event: events.Event) -> bool:
-    return _logger_of(event).isEnabledFor(level(event))
+    return _logger_of(type(event)).isEnabledFor(level(event))
 
 
-def _logger_of(event: events.Event) -> logging.Logger:
-    if isinstance(event, events.WorkerEvent):
+def _kind_enabled(kind: type[events.Event]) -> bool:
+    # The lowest level an event of this kind may be logged at (a requeue can be a warning).
+    least = logging.WARNING if issubclass(kind, (*_WARNING, events.JobRequeued)) else logging.INFO
+    return _logger_of(kind).isEnabledFor(least)
+
+
+def _logger_of(kind: type[events.Event]) -> logging.Logger:
+    if issubclass(kind, events.WorkerEvent):
         return worker_logger
-    if isinstance(event, events.QueueEvent):
+    if issubclass(kind, events.QueueEvent):
         return queues_logger
     return jobs_logger
 

@@ -227,12 +227,14 @@ class Subscription:
         handler: Handler,
         kinds: tuple[type[Event], ...],
         when: Callable[[Event], bool] | None,
+        when_kind: Callable[[type[Event]], bool] | None,
         max_backlog: int,
     ) -> None:
         self._bus = bus
         self.handler = handler
         self.kinds = kinds
         self.when = when
+        self.when_kind = when_kind
         self.name = getattr(handler, "__qualname__", repr(handler))
         self._threaded = not inspect.iscoroutinefunction(handler)
         self._backlog: collections.deque[Event] = collections.deque()
@@ -255,6 +257,10 @@ class Subscription:
     def wants(self, event: Event) -> bool:
         """Whether ``event`` is one this subscriber asked for."""
         return isinstance(event, self.kinds) and (self.when is None or self.when(event))
+
+    def wants_kind(self, kind: type[Event]) -> bool:
+        """Whether this subscriber may want events of ``kind`` now."""
+        return issubclass(kind, self.kinds) and (self.when_kind is None or self.when_kind(kind))
 
     def put(self, event: Event) -> None:
         """Queue ``event`` for delivery; returns at once."""
@@ -339,17 +345,20 @@ class EventBus:
         handler: Callable[[E], Awaitable[None] | None],
         *kinds: type[E],
         when: Callable[[E], bool] | None = None,
+        when_kind: Callable[[type[Event]], bool] | None = None,
     ) -> Subscription:
         """Call ``handler`` with every event of ``kinds`` (and their subclasses; none: all).
 
-        ``when``, if given, is asked at emit time whether to send an event: keep it cheap, and
-        it must not raise. Returns the subscription; ``cancel()`` it (or call it) to stop.
+        ``when`` and ``when_kind``, if given, are asked at emit time whether to send an event
+        (``when_kind`` before the event is even built, from its kind alone): keep them cheap,
+        and they must not raise. Returns the subscription; ``cancel()`` it (or call it) to stop.
         """
         subscription = Subscription(
             self,
             handler,
             kinds or (Event,),
             when,  # type: ignore[arg-type]
+            when_kind,
             self._max_backlog,
         )
         self._subscriptions.append(subscription)
@@ -357,13 +366,15 @@ class EventBus:
         return subscription
 
     def wants(self, kind: type[Event]) -> bool:
-        """Whether any subscriber asked for events of ``kind``: emitters skip building events
-        nobody listens to."""
+        """Whether any subscriber may want events of ``kind`` now: emitters skip building
+        events nobody would receive."""
         wanted = self._wanted.get(kind)
         if wanted is None:
-            wanted = any(issubclass(kind, sub.kinds) for sub in self._subscriptions)
+            wanted = any(
+                issubclass(kind, sub.kinds) for sub in self._subscriptions if not sub.when_kind
+            )
             self._wanted[kind] = wanted
-        return wanted
+        return wanted or any(sub.wants_kind(kind) for sub in self._subscriptions if sub.when_kind)
 
     def emit(self, event: Event) -> None:
         """Send ``event`` to its subscribers; returns at once, whatever they do."""

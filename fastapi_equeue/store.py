@@ -122,12 +122,14 @@ class Store:
         written = await self.backend.job_complete_many(
             [a.outcome for a in attempts if a.outcome is not None]
         )
-        at = self._clock.now()
+        at = None
         for attempt in attempts:
-            if attempt.outcome is not None:
-                event = _ended(attempt, attempt.outcome, written.get(attempt.job.id), at)
-                if self._bus.wants(type(event)):
-                    self._bus.emit(event)
+            if attempt.outcome is None:
+                continue
+            status = written.get(attempt.job.id)
+            if self._bus.wants(_ENDED.get(status, events.JobRequeued)):
+                at = at or self._clock.now()
+                self._bus.emit(_ended(attempt, attempt.outcome, status, at))
         return set(written)
 
     async def cancel(self, job_id: str) -> JobRow | None:
@@ -295,6 +297,17 @@ def _job_fields(row: JobRow, at: datetime) -> _JobFields:
 def _lost_worker(row: JobRow) -> str | None:
     # The rescue recorded the lost worker in the attempt's error.
     return row.errors[-1].worker_id if row.errors else None
+
+
+_ENDED: dict[JobStatus | None, type[events.Event]] = {
+    None: events.JobOutcomeDiscarded,
+    JobStatus.COMPLETED: events.JobCompleted,
+    JobStatus.RETRYING: events.JobRetrying,
+    JobStatus.FAILED: events.JobFailed,
+    JobStatus.CANCELLED: events.JobCancelled,
+}
+"""The event of an attempt's outcome by the status its write ended in (``None``: refused);
+any other status (``queued``) is a requeue."""
 
 
 def _ended(

@@ -120,8 +120,7 @@ class Attempts:
             self._stop(previous, "lost")
             self._abandoned.add(previous)
         held = Held(job)
-        held.task = asyncio.create_task(run(held), name=f"equeue-job-{job.id}")
-        held.task.add_done_callback(lambda _task: self._ended(held))
+        held.task = asyncio.create_task(self._run(run, held), name=f"equeue-job-{job.id}")
         self._running[job.id] = held
         self._held[job.id] += 1
         self._queues[job.id] = job.queue
@@ -214,6 +213,12 @@ class Attempts:
             held.reason = reason
         if held.task is not None:
             held.task.cancel()
+
+    async def _run(self, run: Run, held: Held) -> None:
+        try:
+            await run(held)
+        finally:
+            self._ended(held)
 
     def _ended(self, held: Held) -> None:
         # The slot is freed before the wake-up so that a producer sees it when it claims.

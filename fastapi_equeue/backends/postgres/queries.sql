@@ -48,7 +48,9 @@ held AS (
 ),
 room AS (
     -- least() ignores NULLs: a limit that is not set does not bind. CASE keeps the counting
-    -- subqueries from running for a queue without that limit.
+    -- subqueries from running for a queue without that limit. The rate window ends at
+    -- clock_timestamp(), read here once the queue's row is locked (now() is from before any
+    -- wait for the lock: starts recorded with it would let the next window open early).
     SELECT CASE WHEN s.paused THEN 0 ELSE greatest(0, least(
         CAST(:limit AS integer),
         CASE WHEN s.concurrency IS NOT NULL THEN
@@ -61,8 +63,9 @@ room AS (
                 SELECT coalesce(sum(CAST(e ->> 1 AS integer)), 0)
                 FROM jsonb_array_elements(h.starts) AS e
                 WHERE CAST(e ->> 0 AS double precision)
-                      > CAST(extract(epoch FROM t.now) AS double precision) - s.rate_period
-                        - CAST(:rate_margin AS double precision))
+                      > CAST(extract(epoch FROM coalesce(CAST(:now AS timestamptz),
+                                                        clock_timestamp())) AS double precision)
+                        - s.rate_period - CAST(:rate_margin AS double precision))
         END)) END AS n
     FROM t
     LEFT JOIN seen AS s ON true
@@ -100,12 +103,13 @@ noted AS (
         starts = CASE WHEN q.rate_limit IS NULL THEN CAST('[]' AS jsonb) ELSE coalesce((
             SELECT jsonb_agg(e)
             FROM jsonb_array_elements(q.starts) AS e
-            WHERE CAST(e ->> 0 AS double precision)
-                  > CAST(extract(epoch FROM t.now) AS double precision) - q.rate_period
-                    - CAST(:rate_margin AS double precision)
-        ), CAST('[]' AS jsonb)) || jsonb_build_array(jsonb_build_array(
-            CAST(extract(epoch FROM t.now) AS double precision), c.n)) END
-    FROM (SELECT count(*) AS n FROM claimed) AS c, t
+            WHERE CAST(e ->> 0 AS double precision) > c.at - q.rate_period
+                                                      - CAST(:rate_margin AS double precision)
+        ), CAST('[]' AS jsonb)) || jsonb_build_array(jsonb_build_array(c.at, c.n)) END
+    FROM (SELECT count(*) AS n,
+                 CAST(extract(epoch FROM coalesce(CAST(:now AS timestamptz), clock_timestamp()))
+                      AS double precision) AS at
+          FROM claimed) AS c
     WHERE q.name = :queue AND c.n > 0 AND EXISTS (SELECT 1 FROM held)
 )
 SELECT claimed.*, room.n AS room

@@ -60,8 +60,10 @@ class SQLiteBackend(SQLBackend):
     async def job_claim(self, params: JobClaimParams) -> Claim:
         """The queue's room, the claim and its record, in one ``BEGIN IMMEDIATE`` transaction:
         SQLite's one write lock keeps every other claimer out from the first to the last."""
-        values = self._claim_values(params)
         async with self._db.transaction() as tx:
+            # The time is read once the write lock is held: starts recorded with a time from
+            # before a wait for the lock would let the next window open early.
+            values = self._claim_values(params)
             (row,) = await tx.fetch("queue_room", values)
             room = int(row["room"])
             jobs = []
