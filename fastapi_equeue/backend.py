@@ -189,8 +189,9 @@ class Rescue:
 
 @dataclass(frozen=True, slots=True)
 class JobPruneParams:
-    """Delete up to ``limit`` finished jobs: completed and cancelled ones that finished more
-    than ``retention`` seconds ago, failed ones more than ``failed_retention`` (``None``: keep)."""
+    """Delete finished jobs: completed and cancelled ones that finished more than ``retention``
+    seconds ago, failed ones more than ``failed_retention`` (``None``: keep them), at most
+    ``limit`` of each."""
 
     retention: float | None
     failed_retention: float | None

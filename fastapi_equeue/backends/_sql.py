@@ -9,6 +9,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import asdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -315,15 +316,7 @@ class SQLBackend(ABC):
 
     async def queue_configure(self, params: QueueConfigureParams) -> None:
         """Set a queue's limits (its settings row is created if it has none)."""
-        values = {
-            "name": params.name,
-            "set_concurrency": params.set_concurrency,
-            "concurrency": params.concurrency,
-            "set_rate": params.set_rate,
-            "rate_limit": params.rate_limit,
-            "rate_period": params.rate_period,
-        }
-        await self._db.fetch("queue_configure", self._bind(values))
+        await self._db.fetch("queue_configure", self._bind(asdict(params)))
         self._announce(None, Notification("queue", (params.name,)))
 
     async def queue_find(self, queues: tuple[str, ...] | None) -> list[QueueSettingsRow]:

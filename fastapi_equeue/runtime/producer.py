@@ -12,6 +12,7 @@ or for the next poll, never for every enqueue.
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 
 from fastapi_equeue.backend import Claim, JobClaimParams
 from fastapi_equeue.clock import Clock
@@ -29,32 +30,35 @@ GATHER_WINDOW = 0.002
 waits up to this long for half its slots to be free before claiming for fewer."""
 
 
+@dataclass(frozen=True, slots=True)
+class Claiming:
+    """What every producer of a runtime shares: where it claims, the slots it fills, who runs
+    and records the jobs, and how often it looks (in burst mode, until nothing is due)."""
+
+    store: Store
+    attempts: Attempts
+    executor: Executor
+    completer: Completer
+    clock: Clock
+    worker_id: str
+    poll_interval: float
+    burst: bool = False
+
+
 class Producer:
     """Claims and starts the jobs of one queue in its runtime's free slots."""
 
-    def __init__(
-        self,
-        queue: str,
-        *,
-        store: Store,
-        attempts: Attempts,
-        executor: Executor,
-        completer: Completer,
-        clock: Clock,
-        worker_id: str,
-        poll_interval: float,
-        burst: bool = False,
-    ) -> None:
+    def __init__(self, queue: str, shared: Claiming) -> None:
         self.queue = queue
-        self._store = store
-        self._attempts = attempts
-        self._executor = executor
-        self._completer = completer
-        self._clock = clock
-        self._worker_id = worker_id
-        self._poll_interval = poll_interval
-        self._burst = burst
-        self._batch = max(1, attempts.concurrency // 2)
+        self._store = shared.store
+        self._attempts = shared.attempts
+        self._executor = shared.executor
+        self._completer = shared.completer
+        self._clock = shared.clock
+        self._worker_id = shared.worker_id
+        self._poll_interval = shared.poll_interval
+        self._burst = shared.burst
+        self._batch = max(1, shared.attempts.concurrency // 2)
         self._wake = asyncio.Event()
         self._stopped = asyncio.Event()
         self.paused = False

@@ -14,12 +14,7 @@ import logging
 from collections.abc import Callable
 
 from fastapi_equeue.backend import EVERY_QUEUE, Notification, QueueSettingsRow
-from fastapi_equeue.clock import Clock
-from fastapi_equeue.runtime.attempts import Attempts
-from fastapi_equeue.runtime.completer import Completer
-from fastapi_equeue.runtime.executor import Executor
-from fastapi_equeue.runtime.producer import Producer
-from fastapi_equeue.store import Store
+from fastapi_equeue.runtime.producer import Claiming, Producer
 
 logger = logging.getLogger(__name__)
 
@@ -33,28 +28,14 @@ class Producers:
 
     name = "producers"
 
-    def __init__(
-        self,
-        *,
-        store: Store,
-        attempts: Attempts,
-        executor: Executor,
-        completer: Completer,
-        clock: Clock,
-        worker_id: str,
-        queues: tuple[str, ...] | None,
-        poll_interval: float,
-        burst: bool = False,
-    ) -> None:
-        self._store = store
-        self._attempts = attempts
-        self._executor = executor
-        self._completer = completer
-        self._clock = clock
-        self._worker_id = worker_id
+    def __init__(self, shared: Claiming, *, queues: tuple[str, ...] | None) -> None:
+        self._shared = shared
+        self._store = shared.store
+        self._attempts = shared.attempts
+        self._clock = shared.clock
         self._queues = queues
-        self._poll_interval = poll_interval
-        self._burst = burst
+        self._poll_interval = shared.poll_interval
+        self._burst = shared.burst
         self._producers: dict[str, Producer] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._group: asyncio.TaskGroup | None = None
@@ -141,17 +122,7 @@ class Producers:
         return changed and not paused
 
     def _spawn(self, name: str) -> Producer:
-        producer = Producer(
-            name,
-            store=self._store,
-            attempts=self._attempts,
-            executor=self._executor,
-            completer=self._completer,
-            clock=self._clock,
-            worker_id=self._worker_id,
-            poll_interval=self._poll_interval,
-            burst=self._burst,
-        )
+        producer = Producer(name, self._shared)
         self._producers[name] = producer
         self._settle(producer)
         if self._group is not None:

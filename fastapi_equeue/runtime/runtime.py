@@ -16,6 +16,7 @@ from fastapi_equeue.runtime.attempts import Attempts
 from fastapi_equeue.runtime.completer import Completer
 from fastapi_equeue.runtime.executor import Executor
 from fastapi_equeue.runtime.heartbeat import Heartbeat
+from fastapi_equeue.runtime.producer import Claiming
 from fastapi_equeue.runtime.producers import Producers
 from fastapi_equeue.runtime.pruner import Pruner, prune_interval
 from fastapi_equeue.runtime.reconciler import Reconciler
@@ -42,17 +43,17 @@ class Runtime:
         self.worker_id = new_job_id()
         self.attempts = Attempts(concurrency, grace=config.shutdown_grace)
         self.completer = Completer(store, self.attempts)
-        self._producers = Producers(
+        claiming = Claiming(
             store=store,
             attempts=self.attempts,
             executor=Executor(registry, worker_id=self.worker_id, clock=clock, threads=concurrency),
             completer=self.completer,
             clock=clock,
             worker_id=self.worker_id,
-            queues=queues,
             poll_interval=config.poll_interval,
             burst=burst,
         )
+        self._producers = Producers(claiming, queues=queues)
         # Without NOTIFY a cancel request is only seen by looking; with it, looking is a backstop.
         reconcile_every = (
             config.heartbeat_interval if store.capabilities.listen_notify else config.poll_interval

@@ -128,25 +128,22 @@ WHERE status = 'processing' AND worker_id = :worker_id;
 -- name: job_prune
 -- Delete finished jobs past their retention (:retention microseconds for completed and
 -- cancelled ones, :failed_retention for failed ones; NULL keeps them), up to :limit of each
--- status, freeing their idempotency keys. Each subquery is a range of equeue_jobs_finished_idx;
--- it repeats the index's own condition, which SQLite needs to see to use a partial index.
+-- retention, freeing their idempotency keys. Each subquery is a range of
+-- equeue_jobs_finished_idx; it repeats the index's own condition, which SQLite needs to see to
+-- use a partial index.
 DELETE FROM equeue_jobs
 WHERE id IN (
     SELECT id FROM (
         SELECT id FROM equeue_jobs INDEXED BY equeue_jobs_finished_idx
-        WHERE status = 'completed' AND status IN ('completed', 'failed', 'cancelled') AND :retention IS NOT NULL
+        WHERE status IN ('completed', 'failed', 'cancelled')
+          AND status IN ('completed', 'cancelled') AND :retention IS NOT NULL
           AND finished_at < :now - :retention
         LIMIT :limit)
     UNION ALL
     SELECT id FROM (
         SELECT id FROM equeue_jobs INDEXED BY equeue_jobs_finished_idx
-        WHERE status = 'cancelled' AND status IN ('completed', 'failed', 'cancelled') AND :retention IS NOT NULL
-          AND finished_at < :now - :retention
-        LIMIT :limit)
-    UNION ALL
-    SELECT id FROM (
-        SELECT id FROM equeue_jobs INDEXED BY equeue_jobs_finished_idx
-        WHERE status = 'failed' AND status IN ('completed', 'failed', 'cancelled') AND :failed_retention IS NOT NULL
+        WHERE status IN ('completed', 'failed', 'cancelled')
+          AND status = 'failed' AND :failed_retention IS NOT NULL
           AND finished_at < :now - :failed_retention
         LIMIT :limit))
 RETURNING status;
