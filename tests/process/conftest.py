@@ -55,6 +55,10 @@ class Worker:
         assert all(line.endswith(f" {self.pid}") for line in lines), lines[:5]
         return [line.split(" ", 1)[0] for line in lines]
 
+    def running(self) -> bool:
+        """Whether the worker serves (it logs so once its runtime is up)."""
+        return "worker running" in self.output()
+
     def output(self, limit: int = 6000) -> str:
         """The end of the worker's stdout and stderr, for failure messages."""
         text = self.log.read_text(encoding="utf-8", errors="replace") if self.log.exists() else ""
@@ -82,8 +86,14 @@ class Workers:
     directory: Path
     started: list[Worker] = field(default_factory=list)
 
-    def start(self, name: str, *args: str, **env: str) -> Worker:
-        """Start ``python -m fastapi_equeue.worker worker_app:queue *args``.
+    @property
+    def executions(self) -> Path:
+        """The file every worker's ``timed`` tasks record their runs in."""
+        return self.directory / "executions"
+
+    def start(self, name: str, *args: str, database_url: str | None = None, **env: str) -> Worker:
+        """Start ``python -m fastapi_equeue.worker worker_app:queue *args``, on the fixture's
+        database or ``database_url``.
 
         ``env`` adds variables such as ``EQUEUE_STALLED_AFTER`` or ``LONG_SECONDS``.
         """
@@ -95,8 +105,9 @@ class Workers:
                 [str(APP_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]
             ),
             "PYTHONUNBUFFERED": "1",
-            "EQUEUE_URL": self.database_url,
+            "EQUEUE_URL": database_url or self.database_url,
             "EQUEUE_LEDGER": str(ledger),
+            "EQUEUE_EXECUTIONS": str(self.executions),
             **env,
         }
         with log.open("wb") as out:
@@ -114,6 +125,39 @@ class Workers:
 
     def output(self) -> str:
         return "\n".join(worker.output() for worker in self.started)
+
+    async def until(
+        self,
+        condition: Callable[[], Awaitable[bool]],
+        *,
+        what: str,
+        timeout: float = START_TIMEOUT,
+        alive: Sequence[Worker] | None = None,
+    ) -> None:
+        """Poll ``condition`` every 50 ms until it holds; fail after ``timeout`` seconds, or at
+        once if one of the ``alive`` workers (by default: every one started) exits meanwhile."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not await condition():
+            for worker in self.started if alive is None else alive:
+                if not worker.alive():
+                    raise AssertionError(
+                        f"{worker.name} exited with {worker.process.returncode} while waiting "
+                        f"for {what}\n{worker.output()}"
+                    )
+            if loop.time() > deadline:
+                raise AssertionError(
+                    f"timed out after {timeout}s waiting for {what}\n{self.output()}"
+                )
+            await asyncio.sleep(POLL)
+
+    async def serving(self, *workers: Worker) -> None:
+        """Wait until every one of ``workers`` serves (by its log: any database)."""
+
+        async def all_running() -> bool:
+            return all(worker.running() for worker in workers)
+
+        await self.until(all_running, what="the workers to start", alive=workers)
 
     def stop_all(self) -> None:
         for worker in self.started:
@@ -166,23 +210,12 @@ class Database:
         timeout: float = START_TIMEOUT,
         alive: Sequence[Worker] = (),
     ) -> None:
-        """Poll ``condition`` every 50 ms until it holds; fail after ``timeout`` seconds, or at
-        once if one of the ``alive`` workers exits meanwhile."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not await condition():
-            for worker in alive:
-                if not worker.alive():
-                    raise AssertionError(
-                        f"{worker.name} exited with {worker.process.returncode} while waiting "
-                        f"for {what}\n{worker.output()}"
-                    )
-            if loop.time() > deadline:
-                raise AssertionError(
-                    f"timed out after {timeout}s waiting for {what}; jobs: "
-                    f"{dict(await self.counts())}\n{self._workers.output()}"
-                )
-            await asyncio.sleep(POLL)
+        """Poll ``condition`` every 50 ms until it holds; fail after ``timeout`` seconds (with
+        the jobs' counts), or at once if one of the ``alive`` workers exits meanwhile."""
+        try:
+            await self._workers.until(condition, what=what, timeout=timeout, alive=alive)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\njobs: {dict(await self.counts())}") from None
 
     async def ready(self, *workers: Worker) -> None:
         """Wait until every one of ``workers`` has registered."""

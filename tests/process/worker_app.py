@@ -10,7 +10,11 @@ for ``build_queue``) needs none of it:
 - ``EQUEUE_LEDGER``: a file to which every task body that finishes appends ``"<token> <pid>"``
   (one file per process; each line is one ``write`` on an ``O_APPEND`` descriptor, so it is on
   disk, whole, as soon as the task returns);
-- ``LONG_SECONDS``: how long ``long_sleep`` sleeps (default 60).
+- ``LONG_SECONDS``: how long ``long_sleep`` sleeps (default 60);
+- ``EQUEUE_EXECUTIONS``: a file to which every ``timed`` task appends
+  ``"<token> <pid> <start> <end>"``, ``time.time()`` at the start and at the end of its body (one
+  file for every process; each line is one ``write`` on an ``O_APPEND`` descriptor). Tests of
+  queue limits measure from these records what the task bodies saw, never the library's counters.
 
 A task is not told its job id, so every payload carries a ``token`` that the test maps back to
 its job. Every task returns the pid of the process that ran it, stored as the job's result.
@@ -19,6 +23,7 @@ its job. Every task returns the pid of the process that ran it, stored as the jo
 import asyncio
 import os
 import threading
+import time
 from typing import Any
 
 from fastapi_equeue import EQueue
@@ -39,20 +44,24 @@ _ENV = {
     "shutdown_grace": ("EQUEUE_SHUTDOWN_GRACE", float),
 }
 
-_ledger_lock = threading.Lock()
-_ledger_fd: int | None = None
+_files_lock = threading.Lock()
+_files: dict[str, int] = {}
+
+
+def _append(variable: str, line: str) -> None:
+    """Append ``line`` to the file named by the environment ``variable``, if it names one."""
+    path = os.environ.get(variable)
+    if path:
+        with _files_lock:
+            if path not in _files:
+                _files[path] = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            os.write(_files[path], f"{line}\n".encode())
 
 
 def record(token: str) -> int:
     """Append ``"<token> <pid>"`` to this process's ledger (if it has one); return the pid."""
-    global _ledger_fd
     pid = os.getpid()
-    path = os.environ.get("EQUEUE_LEDGER")
-    if path:
-        with _ledger_lock:
-            if _ledger_fd is None:
-                _ledger_fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            os.write(_ledger_fd, f"{token} {pid}\n".encode())
+    _append("EQUEUE_LEDGER", f"{token} {pid}")
     return pid
 
 
@@ -72,6 +81,14 @@ def build_queue(database_url: str, **options: Any) -> EQueue:
     async def sleep_then_record(token: str, seconds: float) -> int:
         await asyncio.sleep(seconds)
         return record(token)
+
+    @queue.task
+    async def timed(token: str, seconds: float) -> int:
+        start = time.time()
+        await asyncio.sleep(seconds)
+        pid = os.getpid()
+        _append("EQUEUE_EXECUTIONS", f"{token} {pid} {start!r} {time.time()!r}")
+        return pid
 
     @queue.task
     async def long_sleep(token: str) -> int:
