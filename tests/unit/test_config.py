@@ -1,6 +1,7 @@
 """The EQueue options: the spec's defaults, and a ConfigurationError naming every bad one."""
 
 import math
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -23,6 +24,9 @@ def test_defaults_are_the_contracts() -> None:
     assert config.shutdown_grace == 10.0
     assert config.max_payload_bytes == 1024 * 1024
     assert config.auto_migrate is True
+    assert config.retention == 7 * 86400
+    assert config.failed_retention == 30 * 86400
+    assert (config.pool_size, config.listen_url, config.poll_only) == (None, None, False)
 
 
 def test_equeue_passes_its_keywords_to_the_config() -> None:
@@ -58,6 +62,15 @@ def test_equeue_passes_its_keywords_to_the_config() -> None:
         ("queues", ()),
         ("database_url", "equeue.db"),
         ("database_url", None),
+        ("retention", 0),
+        ("retention", -1.0),
+        ("retention", math.inf),
+        ("failed_retention", "30 days"),
+        ("pool_size", 0),
+        ("pool_size", 2.5),
+        ("listen_url", "db.example.com"),
+        ("listen_url", 5432),
+        ("poll_only", "yes"),
     ],
 )
 def test_bad_option_raises_configuration_error_naming_it(option: str, value: Any) -> None:
@@ -117,3 +130,17 @@ def test_equeue_validates_its_options() -> None:
 def test_equeue_refuses_a_single_string_as_queues() -> None:
     with pytest.raises(ConfigurationError, match="queues"):
         EQueue(URL, queues="mail")
+
+
+def test_retention_takes_seconds_or_a_timedelta_or_none() -> None:
+    queue = EQueue(URL, retention=timedelta(hours=2), failed_retention=None)
+
+    assert queue.config.retention == 7200.0
+    assert queue.config.failed_retention is None
+    assert EQueue(URL, retention=60).config.retention == 60.0
+
+
+@pytest.mark.parametrize("value", ["7 days", True, [1]])
+def test_equeue_refuses_a_retention_that_is_not_a_duration(value: Any) -> None:
+    with pytest.raises(ConfigurationError, match="retention"):
+        EQueue(URL, retention=value)
