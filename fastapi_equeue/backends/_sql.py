@@ -8,10 +8,9 @@ once, so both dialects keep the same semantics by construction.
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from fastapi_equeue.backend import (
     JOB_COLUMNS,
@@ -35,6 +34,7 @@ from fastapi_equeue.backend import (
     Rescue,
     WorkerParams,
 )
+from fastapi_equeue.backends._database import Database, Row
 from fastapi_equeue.backends._queries import load_migrations, migration_script
 from fastapi_equeue.config import RATE_MARGIN
 from fastapi_equeue.jobs import JobStatus
@@ -45,42 +45,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
 
-class Row(Protocol):
-    """A result row by column name (an asyncpg ``Record``, a ``sqlite3.Row``, a ``RowMapping``)."""
-
-    def __getitem__(self, key: str, /) -> Any:
-        """The value of column ``key``."""
-
-
 WORKER_LOST = "WorkerLost: the worker running this attempt stopped sending heartbeats"
-
-
-class Statements(Protocol):
-    """One connection inside an open transaction, running named statements."""
-
-    async def fetch(self, name: str, values: Mapping[str, Any]) -> list[Row]:
-        """Run the named statement; its rows."""
-
-    async def script(self, sql: str) -> None:
-        """Run one statement of a migration file as it is."""
-
-
-class Database(Protocol):
-    """A dialect's connections, through its driver: the only code that touches them."""
-
-    async def close(self) -> None:
-        """Close every connection."""
-
-    async def fetch(
-        self, name: str, values: Mapping[str, Any], *, read_only: bool = False
-    ) -> list[Row]:
-        """Run the named statement on its own (atomically) and return its rows."""
-
-    def transaction(self) -> AbstractAsyncContextManager[Statements]:
-        """A connection in a transaction that commits when the block ends without error."""
-
-    def for_host(self, name: str, values: Mapping[str, Any]) -> tuple[str, Any]:
-        """The named statement and its parameters as a host's SQLAlchemy connection runs them."""
 
 
 class SQLBackend(ABC):

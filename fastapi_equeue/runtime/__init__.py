@@ -1,1 +1,2 @@
-"""The worker runtime: producer, executor, completer, heartbeat, rescuer and cancel watcher."""
+"""The worker runtime: services (heartbeat, completer, reconciler, rescuer, pruner, attempts,
+producers) run in order by a supervisor; see ``runtime.Runtime``."""

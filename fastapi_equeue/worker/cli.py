@@ -73,8 +73,9 @@ def load_queue(target: str) -> EQueue:
     return obj
 
 
-async def serve(queue: EQueue, concurrency: int, queues: tuple[str, ...] | None) -> None:
-    """Run workers until SIGTERM/SIGINT, then shut down as ``shutdown_grace`` says."""
+async def serve(queue: EQueue, concurrency: int, queues: tuple[str, ...] | None) -> bool:
+    """Run workers until SIGTERM/SIGINT, then shut down as ``shutdown_grace`` says; ``False``
+    if the workers ended on their own (a part of them crashed) instead."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = 0
@@ -102,7 +103,16 @@ async def serve(queue: EQueue, concurrency: int, queues: tuple[str, ...] | None)
             concurrency,
             ",".join(queues) if queues else "all",
         )
-        await stop.wait()
+        signalled = asyncio.ensure_future(stop.wait())
+        ended = asyncio.ensure_future(runtime.wait())
+        await asyncio.wait({signalled, ended}, return_when=asyncio.FIRST_COMPLETED)
+        signalled.cancel()
+        if not stop.is_set():
+            # A part of the worker crashed and the rest stopped in order: say so, and exit
+            # non-zero, so that a supervisor starts a fresh worker.
+            logger.error("worker %s stopped: %s", runtime.worker_id, runtime.failure)
+            return False
+    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -121,9 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.queues is not None:
         queues = tuple(q.strip() for q in args.queues.split(",") if q.strip()) or None
     try:
-        asyncio.run(serve(queue, concurrency, queues))
+        clean = asyncio.run(serve(queue, concurrency, queues))
     except (EQueueError, *database_errors()) as exc:  # type: ignore[misc]
         # A configuration or connection error: one clear line, not a traceback.
         logger.error("worker stopped: %s: %s", type(exc).__name__, exc)  # noqa: TRY400
         return 2
-    return 0
+    return 0 if clean else 1

@@ -14,10 +14,10 @@ from fastapi_equeue.backend import (
     Notification,
     Notifier,
 )
+from fastapi_equeue.backends._database import Row
 from fastapi_equeue.backends._notify import LocalNotifier
 from fastapi_equeue.backends._queries import load_queries
 from fastapi_equeue.backends._sql import (
-    Row,
     SQLBackend,
     claim_order,
     decode_errors,

@@ -13,8 +13,8 @@ from typing import Any
 
 import asyncpg
 
+from fastapi_equeue.backends._database import Row, Statements
 from fastapi_equeue.backends._queries import load_queries, positional
-from fastapi_equeue.backends._sql import Row, Statements
 from fastapi_equeue.backends.postgres.connections import Connections
 
 POOL_SIZE = 20

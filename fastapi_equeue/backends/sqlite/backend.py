@@ -14,8 +14,9 @@ from fastapi_equeue.backend import (
     JobInsertParams,
     Notification,
 )
+from fastapi_equeue.backends._database import Row
 from fastapi_equeue.backends._notify import LocalNotifier
-from fastapi_equeue.backends._sql import Row, SQLBackend, claim_order, decode_errors
+from fastapi_equeue.backends._sql import SQLBackend, claim_order, decode_errors
 from fastapi_equeue.backends.sqlite.database import SQLiteDatabase
 from fastapi_equeue.clock import SystemClock
 from fastapi_equeue.jobs import JobStatus

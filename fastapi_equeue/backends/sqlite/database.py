@@ -15,8 +15,8 @@ from typing import Any
 
 import aiosqlite
 
+from fastapi_equeue.backends._database import Row, Statements
 from fastapi_equeue.backends._queries import load_queries
-from fastapi_equeue.backends._sql import Row, Statements
 
 BUSY_TIMEOUT_MS = 30_000
 POOL_SIZE = 5
