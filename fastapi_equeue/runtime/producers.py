@@ -9,7 +9,6 @@ concern.
 """
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -171,8 +170,3 @@ class Producers:
             if not producer.paused:
                 producer.held_back = False
                 producer.wake()
-
-    async def wait_stopped(self) -> None:
-        """Return once every producer has ended."""
-        with contextlib.suppress(Exception):
-            await asyncio.gather(*self._tasks.values())
