@@ -127,7 +127,8 @@ class QueueClient:
         Raises:
             UnknownJobType, InvalidPayload, PayloadTooLarge, InvalidOption: nothing is written.
         """
-        params = self._params(job_type, payload, options or EnqueueOptions())
+        checked = options.checked() if options is not None else EnqueueOptions()
+        params = self._params(job_type, payload, checked)
         ((job, created),) = await self._insert([params], session)
         return Submission(job=job, created=created)
 
@@ -148,7 +149,7 @@ class QueueClient:
             item: Mapping[str, Any] = raw
             named = {k: v for k, v in item.items() if k not in ("job_type", "payload")}
             try:
-                options = EnqueueOptions.from_mapping(named)
+                options = EnqueueOptions.from_mapping(named).checked()
             except InvalidOption as exc:
                 raise InvalidOption("jobs", f"item {index}: {exc}") from None
             params.append(self._params(item["job_type"], item.get("payload"), options))
@@ -359,12 +360,12 @@ class QueueClient:
     def _params(
         self, job_type: str, payload: Mapping[str, Any] | None, options: EnqueueOptions
     ) -> JobInsertParams:
-        """The row of one job: its task's defaults, overridden by the options given."""
+        """The row of one job: its task's defaults, overridden by the options given (already
+        ``checked``)."""
         task = self._registry.get(job_type)
         stored, encoded, size = task.prepare_payload(payload)
         if size > self._config.max_payload_bytes:
             raise PayloadTooLarge(size, self._config.max_payload_bytes)
-        options = options.checked()
         return JobInsertParams(
             id=new_job_id(),
             job_type=task.name,

@@ -9,7 +9,7 @@ three together), then its column.
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
@@ -56,10 +56,12 @@ class EnqueueOptions:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, object], *, json: bool = False) -> Self:
-        """The options named in ``values`` (an ``enqueue_many`` item, a REST body), checked.
+        """The options named in ``values`` (an ``enqueue_many`` item, a REST body); their values
+        are checked by ``checked``, which every enqueue calls once.
 
         Raises:
-            InvalidOption: an unknown name, or a value its check refuses; it names the option.
+            InvalidOption: an unknown name, or (from JSON) a value of the wrong kind; it names
+                the option.
         """
         unknown = sorted(set(values) - set(OPTIONS))
         if unknown:
@@ -70,7 +72,7 @@ class EnqueueOptions:
             raise InvalidOption(name, "is not an enqueue option")
         if json:
             values = {name: OPTIONS[name].from_json(value) for name, value in values.items()}
-        return cls(**values).checked()  # type: ignore[arg-type]
+        return cls(**values)  # type: ignore[arg-type]
 
     @property
     def delay_seconds(self) -> float:
@@ -85,15 +87,16 @@ class EnqueueOptions:
             InvalidOption: the first value its check refuses, naming it.
         """
         changes = {}
-        for field in fields(self):
-            value = getattr(self, field.name)
+        for name, option in OPTIONS.items():
+            value = getattr(self, name)
             if value is None:
                 continue
             try:
-                changes[field.name] = OPTIONS[field.name].check(value)
+                changes[name] = option.check(value)
             except ValueError as exc:
-                raise InvalidOption(field.name, str(exc)) from None
-        return replace(self, **changes)
+                raise InvalidOption(name, str(exc)) from None
+        # Most jobs name no option: nothing to copy.
+        return replace(self, **changes) if changes else self
 
 
 def _queue(value: object) -> str:

@@ -59,7 +59,7 @@ def test_the_public_job_is_a_subset_of_the_columns() -> None:
 )
 def test_a_bad_option_is_refused_naming_it(values: dict[str, object], field: str) -> None:
     with pytest.raises(InvalidOption) as caught:
-        EnqueueOptions.from_mapping(values)
+        EnqueueOptions.from_mapping(values).checked()
 
     assert caught.value.field == field
     assert isinstance(caught.value, ValueError)
@@ -68,7 +68,7 @@ def test_a_bad_option_is_refused_naming_it(values: dict[str, object], field: str
 def test_options_are_normalised_by_their_check() -> None:
     options = EnqueueOptions.from_mapping(
         {"delay": timedelta(minutes=1), "run_at": datetime(2030, 1, 1, 2, tzinfo=UTC)}
-    )
+    ).checked()
 
     assert options.delay == 60.0
     assert options.delay_seconds == 60.0
@@ -77,6 +77,7 @@ def test_options_are_normalised_by_their_check() -> None:
 
 def test_json_options_arrive_as_text_where_json_has_no_type() -> None:
     options = EnqueueOptions.from_mapping({"run_at": "2030-01-01T00:00:00+02:00"}, json=True)
+    options = options.checked()
 
     assert options.run_at == datetime(2029, 12, 31, 22, tzinfo=UTC)
     with pytest.raises(InvalidOption) as caught:
