@@ -191,7 +191,7 @@ class Rescue:
 class JobPruneParams:
     """Delete finished jobs: completed and cancelled ones that finished more than ``retention``
     seconds ago, failed ones more than ``failed_retention`` (``None``: keep them), at most
-    ``limit`` of each."""
+    ``limit`` of each status, oldest first."""
 
     retention: float | None
     failed_retention: float | None

@@ -34,7 +34,7 @@ RATE_MARGIN = 0.05
 """Seconds added to every rate window: a job starts running a few milliseconds after its claim,
 and the margin keeps the limit true of the starts as the tasks see them, not only as claimed."""
 PRUNE_BATCH = 1000
-"""Finished jobs deleted per statement (of each retention), so pruning never holds long locks."""
+"""Finished jobs deleted per statement (of each status), so pruning never holds long locks."""
 MAX_DELAY = 10 * 365 * 86400.0
 """The longest delay (enqueue ``delay``, ``retry_delay``) in seconds: ten years."""
 

@@ -1,8 +1,9 @@
 """Retention: deletes finished jobs once they are older than ``retention`` (completed and
 cancelled ones) or ``failed_retention`` (failed ones), in small batches, from every worker.
 
-Each statement deletes at most ``PRUNE_BATCH`` jobs of each retention and skips rows another
-worker is deleting, so many workers can prune at once, and no statement holds its locks long.
+Each statement deletes at most ``PRUNE_BATCH`` jobs of each status, oldest first, and skips rows
+another worker is deleting, so many workers can prune at once, and no statement holds its locks
+long.
 A deleted job's idempotency key is free again.
 """
 
@@ -11,7 +12,6 @@ import asyncio
 from fastapi_equeue.backend import JobPruneParams
 from fastapi_equeue.clock import Clock
 from fastapi_equeue.config import PRUNE_BATCH
-from fastapi_equeue.jobs import JobStatus
 from fastapi_equeue.runtime.service import Periodic
 from fastapi_equeue.store import Store
 
@@ -56,7 +56,6 @@ class Pruner(Periodic):
             return
         for _ in range(MAX_BATCHES):
             counts = await self._store.prune(self._params)
-            done = counts.get(JobStatus.COMPLETED, 0) + counts.get(JobStatus.CANCELLED, 0)
-            if max(done, counts.get(JobStatus.FAILED, 0)) < self._params.limit:
+            if max(counts.values(), default=0) < self._params.limit:
                 return
             await asyncio.sleep(0)  # let claims and completions in between batches

@@ -260,15 +260,27 @@ WHERE status = 'processing' AND worker_id = CAST(:worker_id AS uuid);
 
 -- name: job_prune
 -- Delete finished jobs past their retention (:retention seconds for completed and cancelled
--- ones, :failed_retention for failed ones; NULL keeps them), up to :limit of each retention,
--- freeing their idempotency keys. Each CTE is a range scan of equeue_jobs_finished_idx (the
--- cut-off is one value, so it bounds the scan), skipped outright when its retention is NULL;
--- SKIP LOCKED lets many workers prune at once.
-WITH done AS (
+-- ones, :failed_retention for failed ones; NULL keeps them), up to :limit of each status,
+-- freeing their idempotency keys. Each CTE reads one status's range of
+-- equeue_jobs_finished_idx from its oldest end: with one status and ORDER BY finished_at, the
+-- statement's generic plan (which cannot know how many rows the cut-off passes) still takes
+-- the index, and stops at the first row young enough to keep. A CTE whose retention is NULL is
+-- skipped outright. SKIP LOCKED lets many workers prune at once.
+WITH completed AS (
     SELECT id FROM equeue_jobs
-    WHERE status IN ('completed', 'cancelled') AND CAST(:retention AS double precision) IS NOT NULL
+    WHERE status = 'completed' AND CAST(:retention AS double precision) IS NOT NULL
       AND finished_at < coalesce(CAST(:now AS timestamptz), now())
                         - make_interval(secs => :retention)
+    ORDER BY finished_at
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+),
+cancelled AS (
+    SELECT id FROM equeue_jobs
+    WHERE status = 'cancelled' AND CAST(:retention AS double precision) IS NOT NULL
+      AND finished_at < coalesce(CAST(:now AS timestamptz), now())
+                        - make_interval(secs => :retention)
+    ORDER BY finished_at
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
 ),
@@ -277,11 +289,13 @@ failed AS (
     WHERE status = 'failed' AND CAST(:failed_retention AS double precision) IS NOT NULL
       AND finished_at < coalesce(CAST(:now AS timestamptz), now())
                         - make_interval(secs => :failed_retention)
+    ORDER BY finished_at
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
 )
 DELETE FROM equeue_jobs
-WHERE id = ANY(ARRAY(SELECT id FROM done UNION ALL SELECT id FROM failed))
+WHERE id = ANY(ARRAY(SELECT id FROM completed UNION ALL SELECT id FROM cancelled
+                     UNION ALL SELECT id FROM failed))
 RETURNING status;
 
 -- name: job_rescue_stalled

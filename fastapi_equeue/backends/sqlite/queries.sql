@@ -128,16 +128,25 @@ WHERE status = 'processing' AND worker_id = :worker_id;
 -- name: job_prune
 -- Delete finished jobs past their retention (:retention microseconds for completed and
 -- cancelled ones, :failed_retention for failed ones; NULL keeps them), up to :limit of each
--- retention, freeing their idempotency keys. Each subquery is a range of
--- equeue_jobs_finished_idx; it repeats the index's own condition, which SQLite needs to see to
--- use a partial index.
+-- status, oldest first, freeing their idempotency keys. Each subquery reads one status's range
+-- of equeue_jobs_finished_idx; it repeats the index's own condition, which SQLite needs to see
+-- to use a partial index.
 DELETE FROM equeue_jobs
 WHERE id IN (
     SELECT id FROM (
         SELECT id FROM equeue_jobs INDEXED BY equeue_jobs_finished_idx
         WHERE status IN ('completed', 'failed', 'cancelled')
-          AND status IN ('completed', 'cancelled') AND :retention IS NOT NULL
+          AND status = 'completed' AND :retention IS NOT NULL
           AND finished_at < :now - :retention
+        ORDER BY finished_at
+        LIMIT :limit)
+    UNION ALL
+    SELECT id FROM (
+        SELECT id FROM equeue_jobs INDEXED BY equeue_jobs_finished_idx
+        WHERE status IN ('completed', 'failed', 'cancelled')
+          AND status = 'cancelled' AND :retention IS NOT NULL
+          AND finished_at < :now - :retention
+        ORDER BY finished_at
         LIMIT :limit)
     UNION ALL
     SELECT id FROM (
@@ -145,6 +154,7 @@ WHERE id IN (
         WHERE status IN ('completed', 'failed', 'cancelled')
           AND status = 'failed' AND :failed_retention IS NOT NULL
           AND finished_at < :now - :failed_retention
+        ORDER BY finished_at
         LIMIT :limit))
 RETURNING status;
 
