@@ -1,10 +1,14 @@
-"""EXPLAIN of fastapi_equeue's hot statements (the claim, the batched completion, the insert) on
-a realistic table, for the report's "Query plans" section.
+"""EXPLAIN of fastapi_equeue's hot statements (the claim, the batched completion, the insert,
+retention's prune) on a realistic table, for the report's "Query plans" section.
 
 The statements are the package's own, read at run time through its query loader in an
 interpreter that has the package installed (the fastapi_equeue venv): nothing here copies its SQL.
-Each runs as ``EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)`` inside a transaction that is rolled back,
-since ANALYZE executes the writes. Run it by hand with ``python bench/explain.py DSN``.
+They run as the package runs them: prepared with ``$n`` parameters on a connection with
+``plan_cache_mode = force_generic_plan`` (what the package sets on its PostgreSQL connections),
+so the plan shown is the generic plan every call uses, not a custom plan for literal values.
+Each runs as ``EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE`` inside a transaction that is
+rolled back, since ANALYZE executes the writes. Run it by hand with
+``python bench/explain.py DSN``.
 """
 
 import argparse
@@ -25,7 +29,14 @@ from psycopg.rows import dict_row
 
 BENCH = Path(__file__).resolve().parent
 CLAIM_LIMIT = 10
+CLAIM_QUEUE = "default"
+RATE_MARGIN = 0.05
 INSERT_MANY = 100
+# Retention's defaults (7 days for completed and cancelled jobs, 30 for failed ones) and its
+# batch; PRUNE_DELETING is a retention short enough that the big history's rows are past it.
+PRUNE = {"retention": 604800.0, "failed_retention": 2592000.0, "limit": 1000, "now": None}
+PRUNE_DELETING = {**PRUNE, "retention": 60.0}
+PLAN_CACHE_MODE = "force_generic_plan"
 STATEMENT_TIMEOUT = "60s"
 LOADER = (
     "import json; from fastapi_equeue.backends._queries import load_queries; "
@@ -89,6 +100,42 @@ def bind(statement: str, values: Mapping[str, Any], render: Callable[[Any], str]
     return _TOKENS.sub(replace, statement)
 
 
+def numbered(statement: str) -> tuple[str, list[str]]:
+    """``statement`` with its ``:name`` placeholders as ``$1, $2, ...`` (a name used twice keeps
+    one number, as the package's ``positional()`` does), and the names in order."""
+    names: list[str] = []
+
+    def replace(match: re.Match[str]) -> str:
+        if match["positional"]:
+            raise ValueError(f"the statement already uses {match['positional']}-style placeholders")
+        if match["name"] is None:
+            return match[0]
+        if match["name"] not in names:
+            names.append(match["name"])
+        return f"${names.index(match['name']) + 1}"
+
+    return _TOKENS.sub(replace, statement), names
+
+
+def pg_text(value: Any) -> str | None:
+    """``value`` in PostgreSQL's text form (None for NULL), sent as an untyped literal so that
+    the server reads it with the input function of the type it inferred for the parameter."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        items = []
+        for item in value:
+            text = pg_text(item)
+            if text is None:
+                items.append("NULL")
+            else:
+                items.append('"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"')
+        return "{" + ",".join(items) + "}"
+    return str(value)
+
+
 def uuid7() -> str:
     """A time-ordered id shaped like the package's, so an insert lands where a real one would."""
     value = (time.time_ns() // 1_000_000) << 80 | uuid.uuid4().int & ((1 << 80) - 1)
@@ -104,6 +151,7 @@ class Explainer:
         self.conn = conn
         self.queries = queries
         self.worker_id = str(uuid.uuid4())
+        self._prepared = 0
 
     def literal(self, value: Any) -> str:
         return sql.Literal(value).as_string(self.conn)
@@ -119,8 +167,28 @@ class Explainer:
             return cur.fetchall()
 
     def plan(self, name: str, values: Mapping[str, Any]) -> str:
-        statement = "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + self.text(name, values)
-        return "\n".join(str(row[0]) for row in self.conn.execute(statement.encode()))
+        """The generic plan of ``name``, run with ``values``: PREPARE, then EXPLAIN EXECUTE."""
+        if name not in self.queries:
+            raise ValueError(f"fastapi_equeue has no query named {name!r} any more")
+        text, names = numbered(self.queries[name])
+        if missing := [n for n in names if n not in values]:
+            raise ValueError(f"no bench value for :{missing[0]} (add one to bench/explain.py)")
+        self._prepared += 1
+        handle = sql.Identifier(f"bench_explain_{self._prepared}")
+        prepare = sql.SQL("PREPARE {} AS ").format(handle).as_bytes(self.conn) + text.encode()
+        self.conn.execute(prepare)
+        try:
+            arguments = sql.SQL(", ").join(
+                sql.NULL if (t := pg_text(values[n])) is None else sql.Literal(t) for n in names
+            )
+            statement = sql.SQL("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE {}{}").format(
+                handle, sql.SQL("({})").format(arguments) if names else sql.SQL("")
+            )
+            return "\n".join(str(row[0]) for row in self.conn.execute(statement))
+        finally:
+            # PREPARE is not undone by a rollback.
+            if self.conn.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:
+                self.conn.execute(sql.SQL("DEALLOCATE {}").format(handle))
 
     def register(self) -> None:
         """Only a registered worker claims: the worker row, inside the rolled-back transaction."""
@@ -130,6 +198,7 @@ class Explainer:
             "pid": 0,
             "queues": None,
             "concurrency": CLAIM_LIMIT,
+            "now": None,
         }
         self.conn.execute(self.text("worker_register", values).encode())
 
@@ -138,12 +207,22 @@ class Explainer:
         return self.plan("job_claim", self.claim_values())
 
     def claim_values(self) -> dict[str, Any]:
-        return {"limit": CLAIM_LIMIT, "worker_id": self.worker_id}
+        """The claim's parameters as the worker's producer binds them for its queue; ``now``
+        NULL takes the database's clock, as the package does without a clock of its own."""
+        return {
+            "queue": CLAIM_QUEUE,
+            "limit": CLAIM_LIMIT,
+            "worker_id": self.worker_id,
+            "now": None,
+            "rate_margin": RATE_MARGIN,
+        }
 
     def complete(self) -> str:
         """The completion of the jobs one claim (run for real, in the same transaction) took."""
         self.register()
-        claimed = self.run("job_claim", self.claim_values())
+        # The claim returns the claimed rows, each with the queue's "room"; when it claimed
+        # nothing, one row of NULLs that carries the room.
+        claimed = [row for row in self.run("job_claim", self.claim_values()) if row["id"]]
         if not claimed:
             raise ValueError("no queued jobs to claim, so no completion to explain")
         outcomes = [
@@ -158,7 +237,7 @@ class Explainer:
             }
             for row in claimed
         ]
-        return self.plan("job_complete_many", {"rows": json.dumps(outcomes)})
+        return self.plan("job_complete_many", {"rows": json.dumps(outcomes), "now": None})
 
     def insert(self) -> str:
         """A single enqueue."""
@@ -172,6 +251,7 @@ class Explainer:
             "delay": 0.0,
             "run_at": None,
             "idempotency_key": None,
+            "now": None,
         }
         return self.plan("job_insert", job)
 
@@ -188,8 +268,17 @@ class Explainer:
             "delays": [0.0] * n,
             "run_ats": [None] * n,
             "keys": [None] * n,
+            "now": None,
         }
         return self.plan("job_insert_many", jobs)
+
+    def prune(self) -> str:
+        """Retention's delete with its default retentions (7 and 30 days)."""
+        return self.plan("job_prune", PRUNE)
+
+    def prune_deleting(self) -> str:
+        """The same delete with a 60-second retention: a full batch of old rows to delete."""
+        return self.plan("job_prune", PRUNE_DELETING)
 
     def rolled_back(self, action: Callable[[], str]) -> str:
         """``action``'s plan, run twice (the first warms the cache), its writes undone."""
@@ -220,6 +309,7 @@ def hot_plans(dsn: str, queries: Mapping[str, str]) -> dict[str, Any]:
     an ``error`` instead of a ``plan``; the others are still explained.
     """
     with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("SET plan_cache_mode = {}").format(sql.Literal(PLAN_CACHE_MODE)))
         explainer = Explainer(conn, queries)
         facts = table_facts(conn)
         plans = []
@@ -228,6 +318,17 @@ def hot_plans(dsn: str, queries: Mapping[str, str]) -> dict[str, Any]:
             ("job_complete_many", "completion of the jobs one claim took", explainer.complete),
             ("job_insert", "insert of 1 job", explainer.insert),
             ("job_insert_many", f"insert of {INSERT_MANY} jobs", explainer.insert_many),
+            (
+                "job_prune",
+                f"retention's delete, retention {PRUNE['retention']:,.0f} s / failed "
+                f"{PRUNE['failed_retention']:,.0f} s, up to {PRUNE['limit']:,} per retention",
+                explainer.prune,
+            ),
+            (
+                "job_prune",
+                f"the same with retention {PRUNE_DELETING['retention']:,.0f} s (rows to delete)",
+                explainer.prune_deleting,
+            ),
         )
         for name, title, action in steps:
             entry: dict[str, Any] = {"name": name, "title": title}
@@ -236,7 +337,7 @@ def hot_plans(dsn: str, queries: Mapping[str, str]) -> dict[str, Any]:
             except (psycopg.Error, ValueError) as exc:
                 entry["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
             plans.append(entry)
-    return {**facts, "plans": plans}
+    return {**facts, "plan_cache_mode": PLAN_CACHE_MODE, "plans": plans}
 
 
 def fill_history(dsn: str, rows: int) -> None:
@@ -252,7 +353,7 @@ def main() -> int:
     p.add_argument("--python", default=sys.executable, help="an interpreter with the package")
     args = p.parse_args()
     found = hot_plans(args.dsn, load_queries(args.python))
-    print(f"equeue_jobs: {found['rows']}, {found['size']}")
+    print(f"equeue_jobs: {found['rows']}, {found['size']}; plan_cache_mode {PLAN_CACHE_MODE}")
     for entry in found["plans"]:
         print(f"\n-- {entry['name']}: {entry['title']}\n{entry.get('plan', entry.get('error'))}")
     return 0

@@ -9,11 +9,13 @@ from libraries import EQUEUE
 # What each plan should show; the "seen" line under it is read from the plan itself.
 LOOK_FOR = {
     "job_claim": (
-        "The CTE should read `equeue_jobs_claimable_idx` (the partial index of queued and "
-        "retrying rows, in the claim's order) under Limit and LockRows, with no Sort and no Seq "
-        "Scan: its rows and buffers stay in the tens however many finished rows the table holds. "
-        "The InitPlan on `equeue_workers_pkey` is the one-time check that the worker is "
-        "registered (a worker declared lost claims nothing)."
+        "The `due` CTE should read `equeue_jobs_queue_claimable_idx` (the partial index of queued "
+        "and retrying rows, by queue in the claim's order) under Limit and LockRows, with no Sort "
+        "and no Seq Scan: its rows and buffers stay in the tens however many finished rows the "
+        "table holds. The queue's settings are read through `equeue_queues_pkey` (the counting "
+        "subqueries are never executed for a queue without limits). The InitPlan on "
+        "`equeue_workers_pkey` is the one-time check that the worker is registered (a worker "
+        "declared lost claims nothing)."
     ),
     "job_complete_many": (
         "Each outcome should reach its row through an index (the primary key, or the partial "
@@ -29,6 +31,12 @@ LOOK_FOR = {
         "A Function Scan of `unnest` feeding one Insert of every row (no per-row statement), "
         "`equeue_jobs_idempotency_key_idx` as the arbiter, and one HashAggregate of the queues "
         "for the NOTIFY: one notification per queue per batch, not per job."
+    ),
+    "job_prune": (
+        "Each CTE (completed and cancelled jobs, failed jobs) should be a range scan of "
+        "`equeue_jobs_finished_idx` (status, finished_at) bounded by the cut-off, so that a "
+        "prune with nothing past its retention reads a few index pages, not the table: no Seq "
+        "Scan on `equeue_jobs`."
     ),
 }
 _INDEX = re.compile(r"\busing (\w+)|Conflict Arbiter Indexes: ([\w, ]+)")
@@ -77,11 +85,19 @@ def plans_section(notes: dict[str, Any]) -> list[str]:
         f"{found['history']:,} completed jobs made as the big history's are, plus the processing "
         "scenario's backlog; the big table's plans may differ"
     )
+    mode = found.get("plan_cache_mode")
+    how = (
+        f"prepared with `$n` parameters and run with `plan_cache_mode = {mode}`, as the "
+        "package's own PostgreSQL connections run them (the plans are the generic ones every "
+        "call uses)"
+        if mode
+        else "bound with literal values"
+    )
     lines.append(
         "`EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)` of fastapi_equeue's hot statements, their text "
-        "read from the package's `queries.sql` at run time and bound with literal values, each "
-        "in a transaction that was rolled back (ANALYZE runs the writes). Each ran twice; the "
-        f"plan shown is the second's (a warm cache). {where}. `{EQUEUE.tables[0]}` held {rows} "
+        f"read from the package's `queries.sql` at run time, {how}, each in a transaction that "
+        "was rolled back (ANALYZE runs the writes). Each ran twice; the plan shown is the "
+        f"second's (a warm cache). {where}. `{EQUEUE.tables[0]}` held {rows} "
         f"({found['size']} with its indexes)."
     )
     for entry in found["plans"]:

@@ -47,6 +47,13 @@ def rows(args: argparse.Namespace) -> list[Row]:
         Row("sqlite.bulk", "SQLite: enqueue, bulk 1,000 per call", "jobs/s", True, True),
         Row("sqlite.process", f"SQLite: processing {jobs} jobs (db)", "jobs/s", True, True),
         Row("two.process", "PostgreSQL, 2 worker processes (db)", "jobs/s", True, True),
+        Row(
+            "limited.process",
+            "PostgreSQL, 2 worker processes, global concurrency 20 (db)",
+            "jobs/s",
+            True,
+            True,
+        ),
         Row("mixed.submit", "mixed: REST submissions (16 conns)", "jobs/s", True, True),
         Row("mixed.drain", "mixed: jobs drained while submitting", "jobs/s", True, True),
     ]
@@ -336,6 +343,14 @@ def plot(results: "Results", libs: list[Library], jobs: int, path: Path) -> None
     plt.close(fig)
 
 
+def limited_peak(results: "Results") -> str:
+    """The limited run's check: the most jobs seen processing at once, over its rounds."""
+    peaks = results.values.get("limited.peak", {}).get(OURS)
+    if not peaks:
+        return ""
+    return f", the most seen processing at once (sampled every 20 ms) {max(peaks):.0f}"
+
+
 def write_markdown(
     results: "Results", libs: list[Library], args: argparse.Namespace, path: Path
 ) -> None:
@@ -411,7 +426,9 @@ def write_markdown(
         "library, copied per round (`CREATE DATABASE ... TEMPLATE ... STRATEGY FILE_COPY`); then "
         "processing at the default config and the claim timing as above.",
         "- **fastapi_equeue only**: the same enqueue/bulk/processing on SQLite (a file per "
-        "measurement); two standalone worker processes on PostgreSQL; a mixed run where "
+        "measurement); two standalone worker processes on PostgreSQL; the same two on a queue "
+        "whose global concurrency limit is 20 (`client.configure_queue`, set before they start; "
+        f"each keeps its local default of 10){limited_peak(results)}; a mixed run where "
         "uvicorn serves `equeue.router` (`concurrency=0`) and a load generator makes "
         f"{args.mixed_jobs:,} `POST /jobs` from 16 concurrent httpx connections on loopback "
         "while one standalone worker drains (submissions/s over the load's span; drained = "
@@ -451,6 +468,9 @@ def write_markdown(
     if results.failures:
         lines += ["", "## Failures in this run", ""]
         lines += [f"- {failure}" for failure in results.failures]
+    if notes.get("skipped"):
+        lines += ["", "## Skipped in this run", ""]
+        lines += [f"- {note}" for note in notes["skipped"]]
     lines += [
         "",
         "## Machine",

@@ -22,6 +22,10 @@ Scenarios (``--scenarios``):
               holds --big-rows finished jobs (built once per library, copied per round)
   sqlite      fastapi_equeue only: enqueue, bulk, processing on SQLite
   twoworkers  fastapi_equeue only: processing with two worker processes on PostgreSQL
+  limited     fastapi_equeue only: the same two worker processes (each at its default local
+              concurrency, 10) on a queue whose global concurrency limit is 20, set before they
+              start with ``client.configure_queue("default", concurrency=20)``; skipped, with a
+              note, when the installed package has no ``configure_queue``
   mixed       fastapi_equeue only: the REST API (uvicorn, concurrency=0) takes --mixed-jobs
               POST /jobs from 16 concurrent loopback connections while a worker drains them
 
@@ -79,9 +83,17 @@ SCENARIOS = (
     "big",
     "sqlite",
     "twoworkers",
+    "limited",
     "mixed",
 )
-OURS_ONLY = ("sqlite", "twoworkers", "mixed")
+OURS_ONLY = ("sqlite", "twoworkers", "limited", "mixed")
+LIMITED_CONCURRENCY = 20
+# The limited run's poll: unfinished jobs (the drain's end) and the jobs processing right now
+# (the most seen is reported beside the limit, a check that it held at every 20 ms sample).
+LIMITED_POLL_SQL = (
+    "SELECT count(*) FILTER (WHERE status IN ('queued', 'retrying', 'processing')), "
+    "count(*) FILTER (WHERE status = 'processing') FROM equeue_jobs"
+)
 POLL = 0.02
 SETTLE = 3.0
 HISTORY_BATCH = 1_000_000
@@ -176,6 +188,21 @@ class Bench:
 
         return count
 
+    def peak_counter(
+        self, conn: psycopg.Connection[Any], query: str, peaks: list[int]
+    ) -> Callable[[], int]:
+        """A counter for ``wait_drained`` from a query of (unfinished, processing) that keeps
+        the most processing seen in ``peaks[0]``."""
+
+        def count() -> int:
+            row = conn.execute(query).fetchone()
+            if row is None:
+                return 0
+            peaks[0] = max(peaks[0], int(row[1]))
+            return int(row[0])
+
+        return count
+
     # -- scenarios -------------------------------------------------------------------------
 
     def enqueue(self, lib: Library) -> None:
@@ -203,15 +230,30 @@ class Bench:
                         self.results.add(f"process.{other.label}.{name}", lib.name, value)
 
     def processing(
-        self, lib: Library, db: str, config: str, *, workers: int, history: bool = False
+        self,
+        lib: Library,
+        db: str,
+        config: str,
+        *,
+        workers: int,
+        history: bool = False,
+        peak_sql: str | None = None,
     ) -> dict[str, float]:
-        """Pre-queue, VACUUM ANALYZE, then time ``workers`` worker processes draining."""
+        """Pre-queue, VACUUM ANALYZE, then time ``workers`` worker processes draining.
+
+        With ``peak_sql`` (a query of two counts: unfinished jobs, jobs processing) each poll
+        also keeps the most jobs seen processing at once, as ``figures["peak"]``.
+        """
         jobs = self.args.jobs
         dsn = self.server.dsn(db)
         self.adapter(lib, "prequeue", dsn, "--n", str(jobs))
         self.server.vacuum_analyze(db, lib.tables)
+        peaks: list[int] = [0]
         with psycopg.connect(dsn, autocommit=True) as conn:
-            count = self.pg_counter(conn, lib.unfinished_sql)
+            if peak_sql is None:
+                count = self.pg_counter(conn, lib.unfinished_sql)
+            else:
+                count = self.peak_counter(conn, peak_sql, peaks)
             if count() != jobs:
                 raise BenchError(f"{lib.name}: {count()} jobs queued, expected {jobs}")
             pg_before = postgres_cpu_seconds()
@@ -245,6 +287,8 @@ class Bench:
             "pg_cpu": pg_cpu,
             "rss": rss,
         }
+        if peak_sql is not None:
+            figures["peak"] = peaks[0]
         if workers == 1:
             info = wait_file(started[0].run_dir / "exec", [], 5.0)
             figures["exec"] = jobs / (info["t"] - t0)
@@ -365,6 +409,24 @@ class Bench:
         self.results.add("two.cpu", OURS, figures["cpu"])
         self.results.add("two.pg_cpu", OURS, figures["pg_cpu"])
 
+    def limited(self) -> None:
+        """Two worker processes on a queue with a global concurrency limit (ours only)."""
+        with self.database(EQUEUE) as db:
+            limit = str(LIMITED_CONCURRENCY)
+            answer = self.adapter(EQUEUE, "configure", self.server.dsn(db), "--concurrency", limit)
+            if "skipped" in answer:
+                note = f"limited: skipped: {answer['skipped']}"
+                skipped = self.results.notes.setdefault("skipped", [])
+                if note not in skipped:
+                    skipped.append(note)
+                print(f"  {note}", flush=True)
+                return
+            figures = self.processing(EQUEUE, db, "default", workers=2, peak_sql=LIMITED_POLL_SQL)
+        self.results.add("limited.process", OURS, figures["db"])
+        self.results.add("limited.cpu", OURS, figures["cpu"])
+        self.results.add("limited.pg_cpu", OURS, figures["pg_cpu"])
+        self.results.add("limited.peak", OURS, figures["peak"])
+
     def mixed(self) -> None:
         lib = EQUEUE
         n = self.args.mixed_jobs
@@ -460,6 +522,7 @@ class Bench:
         ours_only: dict[str, Callable[[], None]] = {
             "sqlite": self.sqlite,
             "twoworkers": self.twoworkers,
+            "limited": self.limited,
             "mixed": self.mixed,
         }
         for round_number in range(self.args.rounds):
@@ -640,6 +703,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     if results.failures:
         print("\nfailures:\n  " + "\n  ".join(results.failures))
+    if results.notes.get("skipped"):
+        print("\nskipped:\n  " + "\n  ".join(results.notes["skipped"]))
     if args.json is not None:
         args.json.write_text(
             json.dumps(

@@ -5,8 +5,11 @@
   ``python -m fastapi_equeue.worker`` runs), on this module's ``queue``; configs: default (the
   queue's default concurrency, 10), c10, c50;
 - claim: the ``Backend.job_claim`` the worker's producer calls, one job per call;
-- ours only: ``serve`` (uvicorn on 127.0.0.1 serving the jobs router, ``concurrency=0``) and
-  ``load`` (``--n`` ``POST /jobs`` from ``--concurrency`` httpx connections, bounded in time).
+- ours only: ``serve`` (uvicorn on 127.0.0.1 serving the jobs router, ``concurrency=0``),
+  ``load`` (``--n`` ``POST /jobs`` from ``--concurrency`` httpx connections, bounded in time) and
+  ``configure`` (``queue.client.configure_queue("default", concurrency=--concurrency)``, the
+  global limit over every worker; ``{"skipped": why}`` when the installed package has no such
+  call, as before queue settings existed).
 
 ``--dsn`` is a libpq URL (run with asyncpg) or ``sqlite+aiosqlite:///file``.
 """
@@ -23,6 +26,8 @@ import kit
 import fastapi_equeue as equeue
 
 CONFIGS = {"default": None, "c10": 10, "c50": 50}
+QUEUE = "default"
+"""The queue every benchmark job goes to (the package's default queue)."""
 
 
 def database_url(dsn: str) -> str:
@@ -68,7 +73,23 @@ async def client_command(args: Any) -> dict[str, Any]:
         if args.command == "paced":
             await kit.paced(args.n, args.gap, lambda i: enqueue_one(queue, i))
             return {}
+        if args.command == "configure":
+            return await configure(queue, args.concurrency)
     raise SystemExit(f"unknown command {args.command}")
+
+
+async def configure(queue: equeue.EQueue, concurrency: int) -> dict[str, Any]:
+    """Set the benchmark queue's global concurrency limit through the public API."""
+    call = getattr(queue.client, "configure_queue", None)
+    if call is None:
+        from importlib.metadata import version
+
+        return {
+            "skipped": f"fastapi-equeue {version('fastapi-equeue')} (installed in the venv) has "
+            "no client.configure_queue: it predates queue settings"
+        }
+    await call(QUEUE, concurrency=concurrency)
+    return {"queue": QUEUE, "concurrency": concurrency}
 
 
 async def claims(args: Any) -> list[float]:
@@ -83,10 +104,10 @@ async def claims(args: Any) -> list[float]:
             id=str(uuid.uuid4()), hostname="bench", pid=os.getpid(), concurrency=1, queues=None
         )
         await backend.worker_register(worker)  # only a registered worker claims
-        params = JobClaimParams(worker_id=worker.id, limit=1)
+        params = JobClaimParams(worker_id=worker.id, queue=QUEUE, limit=1)
 
         async def claim_one() -> int:
-            return len(await backend.job_claim(params))
+            return len((await backend.job_claim(params)).jobs)
 
         return await kit.timed_claims(args.n, args.warmup, claim_one)
     finally:
@@ -158,7 +179,7 @@ async def load(args: Any) -> dict[str, Any]:
 
 
 def main() -> int:
-    args = kit.parse_args(tuple(CONFIGS), extra_commands=("serve", "load"))
+    args = kit.parse_args(tuple(CONFIGS), extra_commands=("serve", "load", "configure"))
     kit.setup_logging()
     if args.command == "worker":
         return run_worker(args)
