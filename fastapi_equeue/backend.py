@@ -162,11 +162,18 @@ class JobInsertParams:
 
 @dataclass(frozen=True, slots=True)
 class JobClaimParams:
-    """Claim up to ``limit`` due jobs of ``queue`` for ``worker_id``, as its settings allow."""
+    """Claim up to ``limit`` due jobs of ``queue`` for ``worker_id``, as its settings allow.
+
+    ``limited`` says that the queue has settings (paused, a concurrency or a rate): the claim
+    then enforces them. Without it, the claim is the cheaper one for a queue without settings,
+    which takes nothing at all if the queue has some after all. Either way no claim exceeds a
+    queue's settings; a caller that is wrong about them only claims nothing, until it knows.
+    """
 
     worker_id: str
     queue: str
     limit: int
+    limited: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -160,6 +160,7 @@ class SQLBackend(ABC):
                 "worker_id": params.worker_id,
                 "queue": params.queue,
                 "limit": params.limit,
+                "limited": params.limited,
                 "rate_margin": self._seconds(RATE_MARGIN),
             }
         )

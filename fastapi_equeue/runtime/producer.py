@@ -63,6 +63,9 @@ class Producer:
         self._stopped = asyncio.Event()
         self.paused = False
         self.limited = False
+        """Whether its queue has a limit, as last read: its claims then enforce the queue's
+        settings. Otherwise they are the cheaper claim, which takes nothing from a queue that
+        has settings after all (until the next read of them says so)."""
         self.held_back = False
         """Whether its queue's limits held its last claim back: only an attempt of its own
         queue ending (or the next poll) can make room, not new jobs nor other slots."""
@@ -161,7 +164,9 @@ class Producer:
     async def _claim(self, limit: int) -> Claim:
         with self._attempts.claiming():
             return await self._store.claim(
-                JobClaimParams(worker_id=self._worker_id, queue=self.queue, limit=limit)
+                JobClaimParams(
+                    worker_id=self._worker_id, queue=self.queue, limit=limit, limited=self.limited
+                )
             )
 
     async def _attempt(self, held: Held) -> None:

@@ -1,8 +1,9 @@
-"""Queues as data, on both backends: settings rows, and a claim that obeys them.
+"""Queues as data, on both backends: settings rows, and claims that obey them.
 
 A paused queue's claim takes nothing; a concurrency limit caps the queue's running jobs over
 every claimer, including claimers racing each other on separate connections; a rate limit caps
-the starts inside any window of its period. Time is a ``ManualClock``: windows are crossed by
+the starts inside any window of its period. The cheaper claim, for a queue without settings,
+takes nothing from a queue that has some. Time is a ``ManualClock``: windows are crossed by
 moving it, not by waiting.
 """
 
@@ -14,6 +15,7 @@ import pytest
 from fastapi_equeue.backend import (
     Backend,
     JobClaimParams,
+    JobListParams,
     QueueConfigureParams,
     QueueSettingsRow,
 )
@@ -25,10 +27,15 @@ from tests.backends.factory import insert_one, job, outcome, registered, start_j
 START = datetime(2030, 1, 1, tzinfo=UTC)
 
 
-async def claim(backend: Backend, queue: str = "default", limit: int = 100) -> tuple[int, int]:
-    """(jobs claimed, room) of one claim by a fresh worker."""
+async def claim(
+    backend: Backend, queue: str = "default", limit: int = 100, *, limited: bool = True
+) -> tuple[int, int]:
+    """(jobs claimed, room) of one claim by a fresh worker; by default the claim that enforces
+    the queue's settings."""
     result = await backend.job_claim(
-        JobClaimParams(worker_id=await registered(backend), queue=queue, limit=limit)
+        JobClaimParams(
+            worker_id=await registered(backend), queue=queue, limit=limit, limited=limited
+        )
     )
     return len(result.jobs), result.room
 
@@ -134,6 +141,50 @@ class TestPausedClaim:
         assert await claim(backend, "mail") == (1, 100)
 
 
+class TestClaimWithoutSettings:
+    """What a worker that has not yet heard of a queue's settings can claim: nothing."""
+
+    async def test_it_claims_from_a_queue_without_settings(self, backend: Backend) -> None:
+        await backend.job_insert_many([job() for _ in range(3)])
+
+        assert await claim(backend, limit=2, limited=False) == (2, 2)
+        assert await claim(backend, limit=2, limited=False) == (1, 2)
+
+    @pytest.mark.parametrize("setting", ["paused", "concurrency", "rate"])
+    async def test_it_takes_nothing_from_a_queue_with_settings(
+        self, backend: Backend, setting: str
+    ) -> None:
+        await backend.job_insert_many([job() for _ in range(3)])
+        if setting == "paused":
+            await backend.queue_pause("default", True)
+        else:
+            await limit(
+                backend,
+                concurrency=10 if setting == "concurrency" else None,
+                rate=(10, 1) if setting == "rate" else None,
+            )
+
+        assert await claim(backend, limited=False) == (0, 100)
+        rows = await backend.job_list(JobListParams(limit=10))
+        assert [row.status for row in rows] == [JobStatus.QUEUED] * 3
+
+    async def test_settings_removed_let_it_claim_again(self, backend: Backend) -> None:
+        await backend.job_insert_many([job() for _ in range(3)])
+        await limit(backend, concurrency=1)
+        await backend.queue_pause("default", True)
+        await backend.queue_pause("default", False)
+        await limit(backend, concurrency=None)
+
+        assert await claim(backend, limited=False) == (3, 100)
+
+    async def test_the_limited_claim_serves_a_queue_without_settings(
+        self, backend: Backend
+    ) -> None:
+        await backend.job_insert_many([job() for _ in range(3)])
+
+        assert await claim(backend, limited=True) == (3, 100)
+
+
 class TestConcurrencyLimit:
     async def test_claims_stop_at_the_limit_and_resume_as_jobs_finish(
         self, backend: Backend
@@ -142,7 +193,9 @@ class TestConcurrencyLimit:
         await limit(backend, concurrency=2)
 
         first = await backend.job_claim(
-            JobClaimParams(worker_id=await registered(backend), queue="default", limit=10)
+            JobClaimParams(
+                worker_id=await registered(backend), queue="default", limit=10, limited=True
+            )
         )
         assert (len(first.jobs), first.room) == (2, 2)
         assert await claim(backend) == (0, 0)
@@ -178,7 +231,7 @@ class TestConcurrencyLimit:
         workers = [await registered(b) for b in claimers]
 
         async def claim_three(backend: Backend, worker_id: str) -> int:
-            params = JobClaimParams(worker_id=worker_id, queue="default", limit=3)
+            params = JobClaimParams(worker_id=worker_id, queue="default", limit=3, limited=True)
             return len((await backend.job_claim(params)).jobs)
 
         for _ in range(3):

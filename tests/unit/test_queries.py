@@ -15,9 +15,10 @@ PACKAGE = Path(fastapi_equeue.__file__).parent
 BACKENDS = PACKAGE / "backends"
 DIALECTS = ("postgres", "sqlite")
 # LISTEN/NOTIFY needs a ping of its dedicated connection; SQLite has no such connection.
-POSTGRES_ONLY = {"notifier_ping"}
-# SQLite claims in a transaction of three statements (its only write lock keeps the three
-# together); PostgreSQL's claim does the same in one statement, under a row lock.
+# PostgreSQL claims from a queue with settings in one statement of its own, under a row lock.
+POSTGRES_ONLY = {"notifier_ping", "job_claim_limited"}
+# SQLite claims from a queue with settings in a transaction of three statements, job_claim
+# between these two (its only write lock keeps the three together).
 SQLITE_ONLY = {"queue_room", "queue_note_starts"}
 SQL_KEYWORDS = ("SELECT ", "UPDATE ", "INSERT INTO", "DELETE FROM")
 

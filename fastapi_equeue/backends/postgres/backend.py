@@ -65,8 +65,13 @@ class PostgresBackend(SQLBackend):
         await super().close()
 
     async def job_claim(self, params: JobClaimParams) -> Claim:
-        """One statement claims, and enforces the queue's settings (see queries.sql)."""
-        rows = await self._db.fetch("job_claim", self._claim_values(params))
+        """One statement claims; for a limited queue, one that enforces its settings under a
+        lock of its row (see queries.sql)."""
+        values = self._claim_values(params)
+        if not params.limited:
+            rows = await self._db.fetch("job_claim", values)
+            return Claim(jobs=sorted(map(self._decode, rows), key=claim_order), room=params.limit)
+        rows = await self._db.fetch("job_claim_limited", values)
         jobs = sorted((self._decode(row) for row in rows if row["id"] is not None), key=claim_order)
         return Claim(jobs=jobs, room=rows[0]["room"] if rows else 0)
 

@@ -21,6 +21,38 @@ RETURNING *, pg_notify('equeue', CASE WHEN status = 'processing' THEN 'cancel:' 
                                  || id::text) IS NULL AS notified;
 
 -- name: job_claim
+-- Take up to :limit due jobs of :queue, a queue without settings, for one worker, highest
+-- priority first. It takes none if the queue has settings after all (paused, or a limit): those
+-- are claimed by job_claim_limited, which enforces them, and this claim needs no lock on them.
+WITH due AS (
+    -- SKIP LOCKED sits here so that concurrent claimers pass over each other's rows instead of
+    -- queueing behind them; the CTE fixes the LIMIT before the UPDATE, which a subquery in the
+    -- UPDATE's WHERE would not guarantee. The ORDER BY is equeue_jobs_queue_claimable_idx's.
+    -- A worker declared lost (its row deleted) claims nothing until it registers again: jobs
+    -- it took in the meantime would look abandoned to every rescuer and run twice.
+    SELECT j.id
+    FROM equeue_jobs AS j
+    WHERE j.queue = :queue AND j.status IN ('queued', 'retrying')
+      AND j.scheduled_at <= coalesce(CAST(:now AS timestamptz), now())
+      AND EXISTS (SELECT 1 FROM equeue_workers WHERE id = CAST(:worker_id AS uuid))
+      AND NOT EXISTS (
+          SELECT 1 FROM equeue_queues AS q
+          WHERE q.name = :queue
+            AND (q.paused OR q.concurrency IS NOT NULL OR q.rate_limit IS NOT NULL))
+    ORDER BY j.priority DESC, j.scheduled_at, j.id
+    LIMIT :limit
+    FOR UPDATE OF j SKIP LOCKED
+)
+-- = ANY(ARRAY(...)) reads the claimed rows by primary key whatever the planner guesses of
+-- "due", whose size it cannot know.
+UPDATE equeue_jobs AS j
+SET status = 'processing', attempts = j.attempts + 1,
+    started_at = coalesce(CAST(:now AS timestamptz), now()),
+    worker_id = CAST(:worker_id AS uuid)
+WHERE j.id = ANY(ARRAY(SELECT id FROM due))
+RETURNING j.*;
+
+-- name: job_claim_limited
 -- Take up to :limit due jobs of :queue for one worker, highest priority first, as far as the
 -- queue's settings allow: none while it is paused, never more of its jobs running than its
 -- concurrency over every worker, never more started than its rate in any window of its period.
@@ -72,11 +104,7 @@ room AS (
     LEFT JOIN held AS h ON true
 ),
 due AS (
-    -- SKIP LOCKED sits here so that concurrent claimers pass over each other's rows instead of
-    -- queueing behind them; the CTE fixes the LIMIT before the UPDATE, which a subquery in the
-    -- UPDATE's WHERE would not guarantee. The ORDER BY is equeue_jobs_queue_claimable_idx's.
-    -- A worker declared lost (its row deleted) claims nothing until it registers again: jobs
-    -- it took in the meantime would look abandoned to every rescuer and run twice.
+    -- As in job_claim, limited by the room.
     SELECT j.id
     FROM equeue_jobs AS j, t
     WHERE j.queue = :queue AND j.status IN ('queued', 'retrying') AND j.scheduled_at <= t.now
@@ -86,8 +114,6 @@ due AS (
     FOR UPDATE OF j SKIP LOCKED
 ),
 claimed AS (
-    -- = ANY(ARRAY(...)) reads the claimed rows by primary key whatever the planner guesses of
-    -- "due", whose size it cannot know.
     UPDATE equeue_jobs AS j
     SET status = 'processing', attempts = j.attempts + 1, started_at = t.now,
         worker_id = CAST(:worker_id AS uuid)

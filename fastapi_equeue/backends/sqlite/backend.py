@@ -59,8 +59,12 @@ class SQLiteBackend(SQLBackend):
         self._clock = options.clock or SystemClock()
 
     async def job_claim(self, params: JobClaimParams) -> Claim:
-        """The queue's room, the claim and its record, in one ``BEGIN IMMEDIATE`` transaction:
-        SQLite's one write lock keeps every other claimer out from the first to the last."""
+        """One statement; for a limited queue, the queue's room, the claim and its record, in
+        one ``BEGIN IMMEDIATE`` transaction: SQLite's one write lock keeps every other claimer
+        out from the first to the last."""
+        if not params.limited:
+            rows = await self._db.fetch("job_claim", self._claim_values(params))
+            return Claim(jobs=sorted(map(self._decode, rows), key=claim_order), room=params.limit)
         async with self._db.transaction() as tx:
             # The time is read once the write lock is held: starts recorded with a time from
             # before a wait for the lock would let the next window open early.

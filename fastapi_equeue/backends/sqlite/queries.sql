@@ -16,9 +16,11 @@ WHERE id = :id AND status IN ('queued', 'retrying', 'processing')
 RETURNING *;
 
 -- name: job_claim
--- Take up to :limit due jobs of :queue for one worker, highest priority first. :limit is the
--- room queue_room found in the same transaction: BEGIN IMMEDIATE holds the database's one write
--- lock from there to the commit, so no other claimer runs in between (SQLite has no row locks).
+-- Take up to :limit due jobs of :queue for one worker, highest priority first. Unless :limited,
+-- :queue is one without settings, and the claim takes none if it has some after all (paused,
+-- or a limit). A :limited claim runs in the transaction of queue_room, which found :limit:
+-- BEGIN IMMEDIATE holds the database's one write lock from there to the commit, so no other
+-- claimer runs in between (SQLite has no row locks).
 -- INDEXED BY keeps the planner on the claim's index (without statistics it prefers another and
 -- sorts every queued row, per claim). A worker declared lost (its row deleted) claims nothing
 -- until it registers again.
@@ -29,6 +31,10 @@ WHERE id IN (
     FROM equeue_jobs INDEXED BY equeue_jobs_queue_claimable_idx
     WHERE queue = :queue AND status IN ('queued', 'retrying') AND scheduled_at <= :now
       AND EXISTS (SELECT 1 FROM equeue_workers WHERE id = :worker_id)
+      AND (:limited OR NOT EXISTS (
+          SELECT 1 FROM equeue_queues AS q
+          WHERE q.name = :queue
+            AND (q.paused OR q.concurrency IS NOT NULL OR q.rate_limit IS NOT NULL)))
     ORDER BY priority DESC, scheduled_at, id
     LIMIT :limit)
 RETURNING *;
