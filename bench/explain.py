@@ -206,6 +206,12 @@ class Explainer:
         self.register()
         return self.plan("job_claim", self.claim_values())
 
+    def claim_limited(self) -> str:
+        """The claim that enforces a queue's settings, on the benchmark's queue (which has
+        none, so it locks no queue row: the plan's shape, not a limit's cost)."""
+        self.register()
+        return self.plan("job_claim_limited", self.claim_values())
+
     def claim_values(self) -> dict[str, Any]:
         """The claim's parameters as the worker's producer binds them for its queue; ``now``
         NULL takes the database's clock, as the package does without a clock of its own."""
@@ -220,9 +226,7 @@ class Explainer:
     def complete(self) -> str:
         """The completion of the jobs one claim (run for real, in the same transaction) took."""
         self.register()
-        # The claim returns the claimed rows, each with the queue's "room"; when it claimed
-        # nothing, one row of NULLs that carries the room.
-        claimed = [row for row in self.run("job_claim", self.claim_values()) if row["id"]]
+        claimed = self.run("job_claim", self.claim_values())
         if not claimed:
             raise ValueError("no queued jobs to claim, so no completion to explain")
         outcomes = [
@@ -315,6 +319,11 @@ def hot_plans(dsn: str, queries: Mapping[str, str]) -> dict[str, Any]:
         plans = []
         steps = (
             ("job_claim", f"claim of up to {CLAIM_LIMIT} jobs", explainer.claim),
+            (
+                "job_claim_limited",
+                f"claim of up to {CLAIM_LIMIT} jobs by the statement for limited queues",
+                explainer.claim_limited,
+            ),
             ("job_complete_many", "completion of the jobs one claim took", explainer.complete),
             ("job_insert", "insert of 1 job", explainer.insert),
             ("job_insert_many", f"insert of {INSERT_MANY} jobs", explainer.insert_many),
