@@ -1,6 +1,6 @@
 """The measurement behind the claim's shape: one claim per queue, not one for every queue.
 
-Statement latency on PostgreSQL of three claims of up to ``--limit`` jobs, in the same fresh
+Statement latency on PostgreSQL of claims of up to ``--limit`` jobs, in the same fresh
 database (the package's schema, made by its own ``migrate`` command) and on the same rows:
 
 - **A**: the previous runtime's claim (``job_claim`` at commit 8398133, its text read with
@@ -10,11 +10,15 @@ database (the package's schema, made by its own ``migrate`` command) and on the 
 - **B**: one statement that claims from every queue (a skip scan of the claimable index for the
   queue names, a LATERAL per queue limited by that queue's room, merged by priority): the
   rejected alternative, its text below.
-- **C**: the package's own ``job_claim`` (``load_queries('postgres')``, ``positional()``): one
-  queue per claim. With several queues, "every queue" is one claim per queue the package would
-  claim from (a paused queue's producer does not claim), timed call by call and summed.
+- **C**: the package's own claim (``load_queries('postgres')``, ``positional()``), one queue per
+  claim, as its producer chooses it: ``job_claim`` for a queue without settings,
+  ``job_claim_limited`` for one with a limit. With several queues, "every queue" is one claim
+  per queue the package would claim from (a paused queue's producer does not claim), timed
+  call by call and summed.
+- **L**: ``job_claim_limited`` for every queue, limited or not: what a single statement that
+  always enforces the settings would cost the queues that have none.
 
-B and C run with ``plan_cache_mode = force_generic_plan``, as the package's connections do.
+B, C and L run with ``plan_cache_mode = force_generic_plan``, as the package's connections do.
 Every call is a prepared statement (asyncpg, as the package) in a transaction that is rolled
 back, so the table is the same for every call; the per-call times of ``--rounds`` rounds, the
 shapes' order rotating every round and the table vacuumed before each shape's turn, are pooled
@@ -148,6 +152,8 @@ class Scenario:
     settings: tuple[str, ...] = ()
     """Statements that set the queues' settings."""
     paused: tuple[str, ...] = ()
+    limited: bool = False
+    """Whether 'default' has a limit: its producer then claims with job_claim_limited."""
 
 
 SCENARIOS = (
@@ -165,11 +171,13 @@ SCENARIOS = (
         "'default' 10,000, concurrency 20",
         {"default": 10_000},
         ("INSERT INTO equeue_queues (name, concurrency) VALUES ('default', 20)",),
+        limited=True,
     ),
     Scenario(
         "'default' 10,000, rate 1000/second",
         {"default": 10_000},
         ("INSERT INTO equeue_queues (name, rate_limit, rate_period) VALUES ('default', 1000, 1)",),
+        limited=True,
     ),
 )
 
@@ -266,13 +274,17 @@ class Shapes:
         self.worker = worker
         self.limit = limit
         self.old_sql = positional(old_claim())  # type: ignore[arg-type]
-        self.new_sql = positional(load_queries("postgres")["job_claim"])
+        queries = load_queries("postgres")
+        self.new_sql = {
+            False: positional(queries["job_claim"]),
+            True: positional(queries["job_claim_limited"]),
+        }
 
     def old_args(self) -> list[Any]:
         values = {"worker_id": self.worker, "limit": self.limit}
         return [values[n] for n in self.old_sql[1]]
 
-    def new_args(self, queue: str) -> list[Any]:
+    def new_args(self, queue: str, limited: bool) -> list[Any]:
         values = {
             "queue": queue,
             "limit": self.limit,
@@ -280,7 +292,7 @@ class Shapes:
             "now": None,
             "rate_margin": RATE_MARGIN,
         }
-        return [values[n] for n in self.new_sql[1]]
+        return [values[n] for n in self.new_sql[limited][1]]
 
     async def once(
         self, conn: asyncpg.Connection, sql: str, args: Sequence[Any]
@@ -313,7 +325,7 @@ async def measure(
 ) -> dict[str, Timings]:
     queues = sorted(scenario.jobs)
     served = [q for q in queues if q not in scenario.paused]
-    out = {"A": Timings(), "B": Timings(), "C": Timings(), "C*": Timings()}
+    out = {"A": Timings(), "B": Timings(), "C": Timings(), "C*": Timings(), "L": Timings()}
 
     def note(key: str, rows: list[Any]) -> None:
         out[key].claimed.add(len(rows))
@@ -345,12 +357,13 @@ async def measure(
         out["B"].add_round(times)
 
     async def run_c() -> None:
-        sql = shapes.new_sql[0]
         one, every = [], []
         for i in range(warmup + calls):
             total, taken = 0.0, 0
             for queue in served:
-                seconds, rows = await shapes.once(shapes.generic, sql, shapes.new_args(queue))
+                limited = scenario.limited and queue == "default"
+                sql, args = shapes.new_sql[limited][0], shapes.new_args(queue, limited)
+                seconds, rows = await shapes.once(shapes.generic, sql, args)
                 total += seconds
                 taken += len(rows)
                 if i >= warmup and queue == "default":
@@ -362,7 +375,17 @@ async def measure(
         out["C"].add_round(one)
         out["C*"].add_round(every)
 
-    runs = {"A": run_a, "B": run_b, "C": run_c}
+    async def run_l() -> None:
+        sql, args = shapes.new_sql[True][0], shapes.new_args("default", True)
+        times = []
+        for i in range(warmup + calls):
+            seconds, rows = await shapes.once(shapes.generic, sql, args)
+            if i >= warmup:
+                times.append(seconds)
+                note("L", rows)
+        out["L"].add_round(times)
+
+    runs = {"A": run_a, "B": run_b, "C": run_c, "L": run_l}
     order = list(runs)
     for r in range(rounds):
         shift = r % len(order)
@@ -395,7 +418,7 @@ async def main_async(args: argparse.Namespace) -> int:
         )
         shapes = Shapes(generic, auto, worker, args.limit)
         version = await admin.fetchval("SHOW server_version")
-        modes = f"A: {await plan_modes(auto)}; B, C: {await plan_modes(generic)}"
+        modes = f"A: {await plan_modes(auto)}; B, C, L: {await plan_modes(generic)}"
         print(
             f"PostgreSQL {version}; plan_cache_mode {modes}; limit {args.limit}; "
             f"{args.rounds} rounds x {args.calls} calls (+{args.warmup} warm-up) per shape",
@@ -424,11 +447,12 @@ async def main_async(args: argparse.Namespace) -> int:
     )
     print(
         "| scenario | A: previous claim, every queue (auto plans) | B: one statement, every "
-        "queue (rejected) | C: package, 'default' | C: one claim per served queue, summed |"
+        "queue (rejected) | C: package, 'default' | C: one claim per served queue, summed | "
+        "L: job_claim_limited, 'default' |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for scenario, found in results:
-        cells = [found[k].cell() for k in ("A", "B", "C", "C*")]
+        cells = [found[k].cell() for k in ("A", "B", "C", "C*", "L")]
         print(f"| {scenario.title} | " + " | ".join(cells) + " |")
     return 0
 
