@@ -60,8 +60,13 @@ class Producer:
         self._burst = shared.burst
         self._batch = max(1, shared.attempts.concurrency // 2)
         self._wake = asyncio.Event()
+        self._room_changed = False
         self._stopped = asyncio.Event()
         self.paused = False
+        self.awaiting_settings = False
+        """Whether it was started (by a notification) before its queue's settings were read:
+        until they are, it claims as if its queue had a limit, with the claim that enforces
+        whatever settings the queue has, and learns from its answer."""
         self.limited = False
         """Whether its queue has a limit, as last read: its claims then enforce the queue's
         settings. Otherwise they are the cheaper claim, which takes nothing from a queue that
@@ -77,8 +82,16 @@ class Producer:
         """Claims in a row that found nothing: an idle queue's producer may be retired."""
 
     def wake(self) -> None:
-        """Look for work now."""
+        """Look for work now: something changed that may make room (a slot, a job of its queue
+        ending, the queue's settings)."""
+        self._room_changed = True
         self._wake.set()
+
+    def jobs_available(self) -> None:
+        """New jobs were announced: look for them now, unless the queue is paused or held back
+        by its limits, where new jobs make no room."""
+        if not self.paused and not self.held_back:
+            self._wake.set()
 
     def stop(self) -> None:
         """Claim nothing more; attempts already started go on."""
@@ -91,6 +104,7 @@ class Producer:
         failures = 0
         while not self._stopped.is_set():
             self._wake.clear()
+            self._room_changed = False
             # A poll is due a poll interval after this round began, however long its claim took.
             poll_at = self._clock.monotonic() + self._poll_interval
             if self.paused:
@@ -141,6 +155,9 @@ class Producer:
                 # jobs' notifications would only bring empty claims.
                 self.held_back = claim.room < wanted and len(claimed) >= claim.room
                 self.hungry = False
+                if self.held_back and not self._room_changed and not self._stopped.is_set():
+                    # New jobs announced while the claim ran make no room.
+                    self._wake.clear()
             await self._clock.wait_until(self._wake, poll_at)
 
     async def _reserve(self) -> int:
@@ -165,7 +182,10 @@ class Producer:
         with self._attempts.claiming():
             return await self._store.claim(
                 JobClaimParams(
-                    worker_id=self._worker_id, queue=self.queue, limit=limit, limited=self.limited
+                    worker_id=self._worker_id,
+                    queue=self.queue,
+                    limit=limit,
+                    limited=self.limited or self.awaiting_settings,
                 )
             )
 

@@ -105,25 +105,38 @@ class Producers:
         self._settings = {row.name: row for row in rows}
         names = [*served, *(row.name for row in rows if row.claimable and row.name not in served)]
         for name in names:
-            producer = self._producers.get(name) or self._spawn(name)
+            if name not in self._producers:
+                self._spawn(name)
+        # Every producer, not only those of queues with work: a queue paused or limited while
+        # it had nothing due must not be claimed from as before when its next job comes.
+        for producer in self._producers.values():
             if self._settle(producer):
                 producer.wake()
 
     def _settle(self, producer: Producer) -> bool:
-        """Give ``producer`` its queue's settings as last read; whether they changed."""
+        """Give ``producer`` its queue's settings as last read; whether it should look again."""
         row = self._settings.get(producer.queue)
         paused = bool(row and row.paused)
         limited = bool(row and (row.concurrency is not None or row.rate_limit is not None))
-        changed = paused != producer.paused or limited != producer.limited
+        changed = producer.awaiting_settings or (paused, limited) != (
+            producer.paused,
+            producer.limited,
+        )
         producer.paused, producer.limited = paused, limited
+        producer.awaiting_settings = False
         if changed:
             producer.held_back = False
         return changed and not paused
 
-    def _spawn(self, name: str) -> Producer:
+    def _spawn(self, name: str, *, settled: bool = True) -> Producer:
+        """A producer for ``name``, given its settings as last read if ``settled`` (just read);
+        otherwise it awaits the next read."""
         producer = Producer(name, self._shared)
         self._producers[name] = producer
-        self._settle(producer)
+        if settled:
+            self._settle(producer)
+        else:
+            producer.awaiting_settings = True
         if self._group is not None:
             self._tasks[name] = self._group.create_task(producer.run(), name=f"equeue-{name}")
         return producer
@@ -145,11 +158,12 @@ class Producers:
                     continue
                 producer = self._producers.get(name)
                 if producer is not None:
-                    if not producer.paused and not producer.held_back:
-                        producer.wake()
+                    producer.jobs_available()
                 elif self._queues is None and self._group is not None and not self._burst:
-                    # A queue not seen before: its settings are read again at once too.
-                    self._spawn(name)
+                    # A queue not seen before: its settings are read again at once. Until then
+                    # its producer trusts no earlier read (this notification can overtake the
+                    # refresh that a change of them asked for).
+                    self._spawn(name, settled=False)
                     self._refresh_now.set()
         elif notification.kind == "queue":
             self._refresh_now.set()

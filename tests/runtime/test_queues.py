@@ -151,6 +151,44 @@ async def test_a_paused_queue_is_not_claimed_from_whatever_is_enqueued(
     assert {e.job_id for e in done.events} == {job.id for job in paused} | {other.id}
 
 
+async def test_a_queue_paused_after_it_ran_is_not_claimed_from_when_jobs_come(
+    make_queue: Callable[..., EQueue], claims: dict[str, int]
+) -> None:
+    # Its producer outlives its work: the pause must reach it although the queue has nothing
+    # due when the settings are read. A manual clock: no poll ever comes.
+    queue = make_queue(clock=ManualClock())
+
+    @queue.task
+    async def echo(text: str) -> str:
+        return text
+
+    with queue.events.record(events.JobCompleted, events.QueuePaused) as seen:
+        async with queue:
+            first = await queue.client.enqueue("echo", {"text": "1"}, queue="quiet")
+            await seen.wait_for(lambda e: getattr(e, "job_id", None) == first.id, timeout=DEADLINE)
+            await queue.client.pause_queue("quiet")
+            # The worker has read the settings once a job enqueued after the pause runs
+            # elsewhere: notifications are handled in order.
+            marker = await queue.client.enqueue("echo", {"text": "m"}, queue="busy")
+            await seen.wait_for(lambda e: getattr(e, "job_id", None) == marker.id, timeout=DEADLINE)
+            claims.clear()
+            paused = [
+                await queue.client.enqueue("echo", {"text": str(n)}, queue="quiet")
+                for n in range(20)
+            ]
+            other = await queue.client.enqueue("echo", {"text": "x"}, queue="busy")
+            await seen.wait_for(lambda e: getattr(e, "job_id", None) == other.id, timeout=DEADLINE)
+
+            assert claims.get("quiet", 0) == 0
+            await queue.client.resume_queue("quiet")
+            await seen.wait_count(
+                23, lambda e: isinstance(e, events.JobCompleted), timeout=DEADLINE
+            )
+
+    completed = {e.job_id for e in seen.events if isinstance(e, events.JobCompleted)}
+    assert completed >= {job.id for job in paused}
+
+
 async def test_a_queue_at_its_limit_is_not_claimed_from_for_every_enqueue(
     make_queue: Callable[..., EQueue], claims: dict[str, int]
 ) -> None:
