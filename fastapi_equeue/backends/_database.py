@@ -34,9 +34,15 @@ class Database(Protocol):
         """Close every connection."""
 
     async def fetch(
-        self, name: str, values: Mapping[str, Any], *, read_only: bool = False
+        self,
+        name: str,
+        values: Mapping[str, Any],
+        *,
+        read_only: bool = False,
+        idempotent: bool = False,
     ) -> list[Row]:
-        """Run the named statement on its own (atomically) and return its rows."""
+        """Run the named statement on its own (atomically) and return its rows. A statement that
+        is ``read_only`` or ``idempotent`` may be sent again when its connection was lost."""
 
     def transaction(self) -> AbstractAsyncContextManager[Statements]:
         """A connection in a transaction that commits when the block ends without error."""

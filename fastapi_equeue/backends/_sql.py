@@ -200,10 +200,28 @@ class SQLBackend(ABC):
         """
         if not params:
             return []
-        if len(params) == 1:
-            written = await self._run("job_insert", self._insert_one(params[0]), conn)
-        else:
-            written = await self._run("job_insert_many", self._insert_values(params), conn)
+        name, values = (
+            ("job_insert", self._insert_one(params[0]))
+            if len(params) == 1
+            else ("job_insert_many", self._insert_values(params))
+        )
+        try:
+            written = await self._run(name, values, conn)
+        except ConnectionResetError:
+            if conn is not None:
+                raise  # the host's transaction is the host's to retry
+            # The insert may have committed before the connection was lost. Sent again, a row
+            # whose id exists is skipped; read back, it is the job the first try inserted.
+            written = await self._run(name, values, None, idempotent=True)
+            return await self._with_committed(params, self._inserted_rows(params, written))
+        rows = self._inserted_rows(params, written)
+        if rows:
+            self._announce(conn, Notification("available", tuple({row.queue for row in rows})))
+        return rows
+
+    def _inserted_rows(
+        self, params: Sequence[JobInsertParams], written: Sequence[Row]
+    ) -> list[JobRow]:
         by_id = {p.id: p for p in params}
         rows = []
         for row in written:
@@ -216,8 +234,17 @@ class SQLBackend(ABC):
                     self._decode_time(row["scheduled_at"]),
                 )
             )
+        return rows
+
+    async def _with_committed(
+        self, params: Sequence[JobInsertParams], rows: list[JobRow]
+    ) -> list[JobRow]:
+        """``rows`` and the jobs of ``params`` that an earlier try of the insert committed."""
+        found = {row.id for row in rows}
+        earlier = [await self.job_get(p.id) for p in params if p.id not in found]
+        rows += [row for row in earlier if row is not None]
         if rows:
-            self._announce(conn, Notification("available", tuple({row.queue for row in rows})))
+            self._announce(None, Notification("available", tuple({row.queue for row in rows})))
         return rows
 
     async def job_list(self, params: JobListParams) -> list[JobRow]:
@@ -325,11 +352,14 @@ class SQLBackend(ABC):
 
     async def worker_deregister(self, worker_id: str) -> None:
         """Remove a worker that stopped cleanly."""
-        await self._db.fetch("worker_deregister", self._bind({"id": worker_id}))
+        await self._db.fetch("worker_deregister", self._bind({"id": worker_id}), idempotent=True)
 
     async def worker_heartbeat(self, worker_id: str) -> bool:
         """Prove the worker alive; ``False`` if its row is gone."""
-        return bool(await self._db.fetch("worker_heartbeat", self._bind({"id": worker_id})))
+        rows = await self._db.fetch(
+            "worker_heartbeat", self._bind({"id": worker_id}), idempotent=True
+        )
+        return bool(rows)
 
     async def worker_register(self, params: WorkerParams) -> None:
         """Record a starting worker process."""
@@ -340,7 +370,7 @@ class SQLBackend(ABC):
             "concurrency": params.concurrency,
             "queues": json.dumps(list(params.queues)) if params.queues is not None else None,
         }
-        await self._db.fetch("worker_register", self._bind(values))
+        await self._db.fetch("worker_register", self._bind(values), idempotent=True)
 
     # -- plumbing --------------------------------------------------------------------------------
 
@@ -361,10 +391,13 @@ class SQLBackend(ABC):
         conn: "AsyncConnection | None",
         *,
         read_only: bool = False,
+        idempotent: bool = False,
     ) -> Sequence[Row]:
         """Run a statement on our own connections, or in the host's transaction on ``conn``."""
         if conn is None:
-            return await self._db.fetch(name, self._bind(values), read_only=read_only)
+            return await self._db.fetch(
+                name, self._bind(values), read_only=read_only, idempotent=idempotent
+            )
         sql, parameters = self._db.for_host(name, self._bind(values))
         result = await conn.exec_driver_sql(sql, parameters)
         return list(result.mappings())

@@ -16,7 +16,7 @@ BACKENDS = PACKAGE / "backends"
 DIALECTS = ("postgres", "sqlite")
 # LISTEN/NOTIFY needs a ping of its dedicated connection; SQLite has no such connection.
 # PostgreSQL claims from a queue with settings in one statement of its own, under a row lock.
-POSTGRES_ONLY = {"notifier_ping", "job_claim_limited"}
+POSTGRES_ONLY = {"notifier_probe", "job_claim_limited"}
 # SQLite claims from a queue with settings in a transaction of three statements, job_claim
 # between these two (its only write lock keeps the three together).
 SQLITE_ONLY = {"queue_room", "queue_note_starts"}

@@ -16,7 +16,6 @@ from fastapi_equeue.backend import (
 )
 from fastapi_equeue.backends._database import Row
 from fastapi_equeue.backends._notify import LocalNotifier
-from fastapi_equeue.backends._queries import load_queries
 from fastapi_equeue.backends._sql import (
     SQLBackend,
     claim_order,
@@ -54,10 +53,11 @@ class PostgresBackend(SQLBackend):
         self._listening = not options.poll_only
         self.capabilities = Capabilities(listen_notify=self._listening)
         self.notifier: Notifier = (
-            PostgresNotifier(listen_dsn, load_queries("postgres")["notifier_ping"])
-            if self._listening
-            else LocalNotifier()
+            PostgresNotifier(listen_dsn, self._probe) if self._listening else LocalNotifier()
         )
+
+    async def _probe(self, token: str) -> None:
+        await self._db.fetch("notifier_probe", {"token": token})
 
     async def close(self) -> None:
         """Stop listening and close every pooled connection."""

@@ -5,15 +5,34 @@ release in a task of its own) and cost about 60 us per statement here, a sixth o
 This keeps only what autocommit statements need: an idle connection is taken and given back
 with no round trip and no task, up to ``size`` are open at once, and a connection that saw
 anything unusual (an error, a cancellation, a transaction left open) is closed, not reused.
+
+A connection can die without a word: a failover, a restart whose goodbye never arrived, a path
+that vanished. One that sat idle for ``check_after`` seconds is pinged before it is handed out,
+and a dead one is closed with every other idle one (they sat through the same outage). Idle
+connections are reused newest first, so a busy process keeps reusing warm connections and
+pays for a ping only after a lull.
 """
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 
 import asyncpg
 
 Setup = Callable[[asyncpg.Connection], Awaitable[None]]
+
+# What a statement on a connection the server has ended raises: it sat idle since before a
+# restart, or its session was terminated. asyncpg raises InternalClientError when the server's
+# goodbye arrived while the connection sat idle and has not been read yet.
+STALE = (
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.InternalClientError,
+    asyncpg.InterfaceError,
+    OSError,
+    TimeoutError,
+)
 
 
 class Connections:
@@ -28,13 +47,17 @@ class Connections:
         acquire_timeout: float,
         setup: Setup,
         statement_cache_size: int | None = None,
+        check_after: float = 1.0,
+        ping_timeout: float = 2.0,
     ) -> None:
         self._dsn = dsn
         self._statement_cache_size = statement_cache_size
         self._connect_timeout = connect_timeout
         self._acquire_timeout = acquire_timeout
+        self._check_after = check_after
+        self._ping_timeout = ping_timeout
         self._setup = setup
-        self._idle: list[asyncpg.Connection] = []
+        self._idle: list[tuple[asyncpg.Connection, float]] = []
         self._free = asyncio.Semaphore(size)
         self._closed = False
 
@@ -47,9 +70,12 @@ class Connections:
             await self._free.acquire()  # returns at once: a slot is free
         try:
             while self._idle:
-                conn = self._idle.pop()
-                if not conn.is_closed():
+                conn, since = self._idle.pop()
+                if conn.is_closed():
+                    continue
+                if time.monotonic() - since < self._check_after or await self._alive(conn):
                     return conn
+                self.expire()
             return await self._connect()
         except BaseException:
             self._free.release()
@@ -60,7 +86,7 @@ class Connections:
         try:
             reusable = healthy and not self._closed and not conn.is_closed()
             if reusable and not conn.is_in_transaction():
-                self._idle.append(conn)
+                self._idle.append((conn, time.monotonic()))
                 return
             conn.terminate()
         finally:
@@ -69,17 +95,29 @@ class Connections:
     def expire(self) -> None:
         """Close every idle connection (the server restarted: they are all dead)."""
         idle, self._idle = self._idle, []
-        for conn in idle:
+        for conn, _ in idle:
             conn.terminate()
 
     async def close(self) -> None:
         """Close the idle connections; those in use are closed when they come back."""
         self._closed = True
         idle, self._idle = self._idle, []
-        for conn in idle:
+        for conn, _ in idle:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), 1.0)
             conn.terminate()
+
+    async def _alive(self, conn: asyncpg.Connection) -> bool:
+        """Whether ``conn`` answers a round trip within ``ping_timeout``."""
+        try:
+            await conn.execute(";", timeout=self._ping_timeout)
+        except asyncio.CancelledError:
+            conn.terminate()
+            raise
+        except (*STALE, asyncpg.PostgresError):
+            conn.terminate()
+            return False
+        return True
 
     async def _connect(self) -> asyncpg.Connection:
         options: dict[str, int] = {}

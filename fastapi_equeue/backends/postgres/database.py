@@ -15,23 +15,30 @@ import asyncpg
 
 from fastapi_equeue.backends._database import Row, Statements
 from fastapi_equeue.backends._queries import load_queries, positional
-from fastapi_equeue.backends.postgres.connections import Connections
+from fastapi_equeue.backends.postgres.connections import STALE, Connections
 
 POOL_SIZE = 20
 """Connections at most, by default: a worker needs two or three (claims, completions,
 heartbeats), the API one per request in flight."""
+WORKER_LANE = 4
+"""Of those, the most kept for the workers' own statements (claims, outcomes, their rows), so
+that requests or task code holding every other connection cannot starve them; a quarter of the
+pool, at least one, when the pool is smaller."""
 ACQUIRE_TIMEOUT = 30.0
 """Seconds to wait for a free connection before giving up (the API answers 503)."""
 CONNECT_TIMEOUT = 10.0
 
-# What a statement on a connection the server has ended raises: it sat idle since before a
-# restart, or its session was terminated. asyncpg raises InternalClientError when the server's
-# goodbye arrived while the connection sat idle and has not been read yet.
-_STALE = (
-    asyncpg.ConnectionDoesNotExistError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.InternalClientError,
-    OSError,
+# The statements of a runtime's own lane: what keeps its jobs moving and its ownership proven.
+_WORKER_STATEMENTS = frozenset(
+    {
+        "job_claim",
+        "job_claim_limited",
+        "job_complete_many",
+        "job_processing_by_worker",
+        "worker_heartbeat",
+        "worker_register",
+        "worker_deregister",
+    }
 )
 
 
@@ -40,37 +47,55 @@ class PostgresDatabase:
 
     def __init__(self, dsn: str, *, pool_size: int | None = None, prepared: bool = True) -> None:
         self._statements = {name: positional(sql) for name, sql in load_queries("postgres").items()}
-        self._connections = Connections(
-            dsn,
-            size=pool_size or POOL_SIZE,
-            connect_timeout=CONNECT_TIMEOUT,
-            acquire_timeout=ACQUIRE_TIMEOUT,
-            setup=_setup if prepared else _setup_unprepared,
-            # 0: asyncpg prepares nothing by name, which a pooler in transaction mode needs.
-            statement_cache_size=None if prepared else 0,
-        )
+
+        def lane(size: int) -> Connections:
+            return Connections(
+                dsn,
+                size=size,
+                connect_timeout=CONNECT_TIMEOUT,
+                acquire_timeout=ACQUIRE_TIMEOUT,
+                setup=_setup if prepared else _setup_unprepared,
+                # 0: asyncpg prepares nothing by name, which a pooler in transaction mode needs.
+                statement_cache_size=None if prepared else 0,
+            )
+
+        size = pool_size or POOL_SIZE
+        reserved = min(WORKER_LANE, max(1, size // 4)) if size > 1 else 0
+        self._connections = lane(size - reserved)
+        self._worker_connections = lane(reserved) if reserved else self._connections
 
     async def close(self) -> None:
         """Close every connection (one in use closes when its statement ends)."""
         await self._connections.close()
+        await self._worker_connections.close()
 
     async def fetch(
-        self, name: str, values: Mapping[str, Any], *, read_only: bool = False
+        self,
+        name: str,
+        values: Mapping[str, Any],
+        *,
+        read_only: bool = False,
+        idempotent: bool = False,
     ) -> list[Row]:
-        """Run one statement in autocommit: an atomic statement needs no BEGIN and COMMIT."""
+        """Run one statement in autocommit: an atomic statement needs no BEGIN and COMMIT.
+
+        A connection found dead under the statement is replaced, and the statement sent again
+        on a fresh one when that is safe: a read, or an ``idempotent`` write. Any other write
+        may have committed before the connection was lost, so its caller hears
+        ``ConnectionResetError`` and decides.
+        """
         sql, names = self._statements[name]
         arguments = [values[key] for key in names]
+        lane = self._worker_connections if name in _WORKER_STATEMENTS else self._connections
         for attempt in (1, 2):
-            conn = await self._connections.acquire()
+            conn = await lane.acquire()
             healthy = False
             try:
                 rows: list[Row] = await conn.fetch(sql, *arguments)
-            except _STALE as exc:
+            except STALE as exc:
                 # The others kept idle are likely as dead: close them all.
-                self._connections.expire()
-                # A read is sent again once; a write may have committed before the
-                # connection was lost, so its caller hears that it may try again.
-                if not read_only or attempt == 2:
+                lane.expire()
+                if not (read_only or idempotent) or attempt == 2:
                     raise ConnectionResetError(f"the database connection was lost: {exc}") from exc
             except asyncpg.PostgresError:
                 healthy = True  # the statement failed, the connection is fine
@@ -79,7 +104,7 @@ class PostgresDatabase:
                 healthy = True
                 return rows
             finally:
-                self._connections.release(conn, healthy=healthy)
+                lane.release(conn, healthy=healthy)
         raise AssertionError("unreachable")
 
     @asynccontextmanager

@@ -208,7 +208,8 @@ WHERE idempotency_key IN (SELECT jsonb_array_elements_text(CAST(CAST(:keys AS te
 -- name: job_insert
 -- Insert one job and wake its queue's workers: job_insert_many for the most common call, with
 -- no arrays to unpack and no grouping of queues. A key that exists skips the row (and the
--- NOTIFY with it, which RETURNING sends only for an inserted row).
+-- NOTIFY with it, which RETURNING sends only for an inserted row), and so does an id that
+-- exists: a retry, after a lost connection, of an insert that had committed.
 INSERT INTO equeue_jobs (
     id, job_type, queue, payload, priority, max_attempts, created_at, scheduled_at,
     idempotency_key)
@@ -217,14 +218,14 @@ SELECT CAST(:id AS uuid), :job_type, :queue, CAST(CAST(:payload AS text) AS json
                                       t.now + make_interval(secs => :delay)),
        :idempotency_key
 FROM (SELECT coalesce(CAST(:now AS timestamptz), now()) AS now) AS t
-ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+ON CONFLICT DO NOTHING
 RETURNING id, payload, created_at, scheduled_at,
           pg_notify('equeue', 'available:' || queue) IS NULL AS notified;
 
 -- name: job_insert_many
 -- Insert a batch of jobs (one array per column) in one statement and wake their queues' workers.
--- A key that exists already skips its row: ON CONFLICT waits for a concurrent inserter of the
--- same key to commit, so concurrent enqueues with one key make one row.
+-- A key or an id that exists already skips its row: ON CONFLICT waits for a concurrent inserter
+-- of the same key to commit, so concurrent enqueues with one key make one row.
 -- The wake-up is one NOTIFY per queue per statement, sent at commit (also the host's commit).
 WITH inserted AS (
     INSERT INTO equeue_jobs (
@@ -238,7 +239,7 @@ WITH inserted AS (
         CAST(:max_attempts AS integer[]), CAST(:delays AS double precision[]),
         CAST(:run_ats AS timestamptz[]), CAST(:keys AS text[])
     ) AS r(id, job_type, queue, payload, priority, max_attempts, delay, run_at, idempotency_key)
-    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    ON CONFLICT DO NOTHING
     RETURNING id, queue, payload, created_at, scheduled_at
 )
 SELECT inserted.id, inserted.payload, inserted.created_at, inserted.scheduled_at,
@@ -389,9 +390,9 @@ CREATE TABLE IF NOT EXISTS equeue_migrations (
     applied_at timestamptz NOT NULL DEFAULT now()
 );
 
--- name: notifier_ping
--- Prove the listening connection alive (a dead one would otherwise go unnoticed).
-SELECT 1;
+-- name: notifier_probe
+-- Sent on another connection, must reach the listening one: proves it alive and delivering.
+SELECT pg_notify('equeue', 'probe:' || :token) IS NULL AS sent;
 
 -- name: queue_configure
 -- Set a queue's limits, creating its settings row if it has none; a limit whose :set_ flag is

@@ -48,9 +48,15 @@ class SQLiteDatabase:
             await asyncio.gather(*self._discarded, return_exceptions=True)
 
     async def fetch(
-        self, name: str, values: Mapping[str, Any], *, read_only: bool = False
+        self,
+        name: str,
+        values: Mapping[str, Any],
+        *,
+        read_only: bool = False,
+        idempotent: bool = False,
     ) -> list[Row]:
-        """Run one statement: a write in its own ``BEGIN IMMEDIATE`` transaction."""
+        """Run one statement: a write in its own ``BEGIN IMMEDIATE`` transaction. (A file's
+        connection is never lost under a statement, so nothing is ever sent twice.)"""
         sql = self._statements[name]
         async with self._connection() as conn:
             if read_only:
