@@ -6,6 +6,7 @@ import typing
 from fastapi_equeue.client import QueueClient, Submission
 from fastapi_equeue.errors import (
     ConfigurationError,
+    DatabaseUnavailable,
     EQueueError,
     InvalidCursor,
     InvalidOption,
@@ -48,6 +49,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "ConfigurationError",
+    "DatabaseUnavailable",
     "EQueue",
     "EQueueError",
     "EnqueueOptions",

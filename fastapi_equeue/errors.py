@@ -75,3 +75,8 @@ class RateLimited(EQueueError):
     def __init__(self, retry_after: int) -> None:
         super().__init__(f"too many job submissions; retry after {retry_after}s")
         self.retry_after = retry_after
+
+
+class DatabaseUnavailable(EQueueError, ConnectionError):
+    """The job database cannot be reached yet (the queue started while it was down); the
+    queue keeps trying, and the API answers 503 meanwhile."""

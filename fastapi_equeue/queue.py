@@ -31,6 +31,7 @@ from fastapi_equeue.config import (
 from fastapi_equeue.errors import ConfigurationError
 from fastapi_equeue.retry import RetryDelay
 from fastapi_equeue.runtime.runtime import Runtime
+from fastapi_equeue.startup import Startup
 from fastapi_equeue.store import Store
 from fastapi_equeue.tasks import Task, TaskRegistry
 
@@ -273,17 +274,22 @@ class EQueue:
             yield self.client
             return
         backend = open_backend(self.config.database_url, self._backend_options)
+        store = Store(backend, self.events, self._clock, ready=False)
+        startup = Startup(backend, store, migrate=self.config.auto_migrate)
+        waiting: asyncio.Task[None] | None = None
         try:
-            await backend.open()
-            if self.config.auto_migrate:
-                applied = await backend.migrate()
-                if applied:
-                    logger.info("applied migrations %s", ", ".join(applied))
+            if not await startup.try_once():
+                # The database is down: start anyway, answer 503, and keep trying.
+                waiting = asyncio.create_task(startup.retry(), name="equeue-startup")
             self._backend = backend
-            self._store = Store(backend, self.events, self._clock)
+            self._store = store
             self._client = QueueClient(self._store, self.registry, self.config, self._clock)
             yield self._client
         finally:
+            if waiting is not None:
+                waiting.cancel()
+                with contextlib.suppress(BaseException):
+                    await waiting
             self._client = None
             self._store = None
             self._backend = None
@@ -300,7 +306,12 @@ class EQueue:
         if self._backend is None:
             raise ConfigurationError("connect the queue before starting workers")
         runtime = self.new_runtime(concurrency=concurrency, queues=queues)
-        await runtime.start()
+        if self._store is not None and self._store.ready:
+            await runtime.start()
+        else:
+            # The database is down: the workers start once it is reached, without holding up
+            # the app meanwhile.
+            runtime.launch()
         self._runtime = runtime
         try:
             yield runtime

@@ -6,6 +6,7 @@ rows a fence let through, the status a cancel won), not what was asked. A write 
 transaction is announced when that transaction commits.
 """
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +32,7 @@ from fastapi_equeue.backend import (
     WorkerParams,
 )
 from fastapi_equeue.clock import Clock
+from fastapi_equeue.errors import DatabaseUnavailable
 from fastapi_equeue.jobs import JobStatus
 from fastapi_equeue.queues import Rate
 from fastapi_equeue.sessions import after_commit
@@ -53,20 +55,51 @@ class Attempt:
 class Store:
     """One queue's backend, its event bus and its clock."""
 
-    def __init__(self, backend: Backend, bus: events.EventBus, clock: Clock) -> None:
-        self.backend = backend
+    def __init__(
+        self, backend: Backend, bus: events.EventBus, clock: Clock, *, ready: bool = True
+    ) -> None:
+        self._backend = backend
         self._bus = bus
         self._clock = clock
+        self._ready = asyncio.Event()
+        self._unready_reason = "the job database has not been reached yet"
+        if ready:
+            self._ready.set()
+
+    @property
+    def backend(self) -> Backend:
+        """The backend, once its database was reached and migrated; until then every use
+        raises ``DatabaseUnavailable``."""
+        if not self._ready.is_set():
+            raise DatabaseUnavailable(self._unready_reason)
+        return self._backend
+
+    @property
+    def ready(self) -> bool:
+        """Whether the database was reached (and migrated): the store serves."""
+        return self._ready.is_set()
+
+    def unready(self, reason: str) -> None:
+        """Note why the database cannot be used yet."""
+        self._unready_reason = reason
+
+    def mark_ready(self) -> None:
+        """The database was reached and migrated: serve from now on."""
+        self._ready.set()
+
+    async def wait_ready(self) -> None:
+        """Return once the store serves."""
+        await self._ready.wait()
 
     @property
     def notifier(self) -> Notifier:
         """The backend's notifier: wake-ups from this and (maybe) other processes."""
-        return self.backend.notifier
+        return self._backend.notifier
 
     @property
     def capabilities(self) -> Capabilities:
         """What the backend can do beyond the common ground."""
-        return self.backend.capabilities
+        return self._backend.capabilities
 
     # -- jobs: writes --------------------------------------------------------------------------
 

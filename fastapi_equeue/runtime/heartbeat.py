@@ -43,7 +43,8 @@ class Heartbeat(Periodic):
         )
 
     async def start(self) -> None:
-        """Record the worker: a claim requires its row."""
+        """Record the worker, once the database is reached: a claim requires its row."""
+        await self._store.wait_ready()
         await self._store.register(self._params)
 
     async def tick(self) -> None:

@@ -112,6 +112,15 @@ class Runtime:
         """Register the worker and start every service, in order."""
         await self._supervisor.start()
 
+    def launch(self) -> None:
+        """Start every service in the background (they wait for the database if it is down);
+        ``ready`` says when they run."""
+        self._supervisor.launch()
+
+    async def ready(self) -> bool:
+        """Wait until every service runs (``True``), or the runtime ended without (``False``)."""
+        return await self._supervisor.ready()
+
     async def stop(self, grace: float | None = None) -> None:
         """Stop every service in the reverse order; running attempts get ``grace`` seconds
         (default: ``shutdown_grace``) before they are stopped and put back."""

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Protocol
 
 from fastapi_equeue.clock import Clock
@@ -54,16 +54,27 @@ class Supervisor:
     async def start(self) -> None:
         """Start every service in order; raises what a failing ``start`` raised, once the
         services already started have stopped."""
+        self.launch()
+        if not await self.ready():
+            await self.wait()  # raises the start's failure
+
+    def launch(self) -> None:
+        """Start every service in order, in the background: ``ready`` says when all have."""
         if self._task is not None:
             raise RuntimeError("a supervisor starts once")
         self._task = asyncio.create_task(self._main(), name=f"equeue-{self._name}")
+
+    async def ready(self) -> bool:
+        """Wait until every service has started (``True``) or the services have ended without
+        (``False``: a start failed, or they were stopped first)."""
+        if self._task is None:
+            raise RuntimeError("the supervisor was not started")
         ready = asyncio.ensure_future(self._ready.wait())
         try:
             await asyncio.wait({ready, self._task}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             ready.cancel()
-        if not self._ready.is_set():
-            await self._task  # raises the start's failure
+        return self._ready.is_set()
 
     async def stop(self) -> None:
         """Stop every service in the reverse order and return when all have ended."""
@@ -86,25 +97,28 @@ class Supervisor:
 
     async def _main(self) -> None:
         started: list[tuple[Service, asyncio.Task[None]]] = []
+        failed_start: Exception | None = None
         async with asyncio.TaskGroup() as group:
             try:
                 for service in self._services:
-                    await service.start()
+                    # A start may wait (for the database, say): a stop cuts it short.
+                    if not await _unless(self._stopping, service.start()):
+                        break
                     task = group.create_task(
                         self._guard(service), name=f"equeue-{self._name}-{service.name}"
                     )
                     started.append((service, task))
+                else:
+                    self._ready.set()
             except Exception as exc:
-                self.failure = exc
+                self.failure = failed_start = exc
                 self._stopping.set()
-            else:
-                self._ready.set()
             await self._stopping.wait()
             for service, task in reversed(started):
                 service.stop()
                 await asyncio.wait({task})
-        if not self._ready.is_set() and self.failure is not None:
-            raise self.failure
+        if failed_start is not None:
+            raise failed_start
 
     async def _guard(self, service: Service) -> None:
         try:
@@ -116,6 +130,23 @@ class Supervisor:
         finally:
             # A service that ends on its own ends the runtime: the rest stop, in order.
             self._stopping.set()
+
+
+async def _unless(stop: asyncio.Event, aw: Awaitable[None]) -> bool:
+    """Await ``aw`` unless ``stop`` is set first (then ``aw`` is cancelled): whether it ended."""
+    task = asyncio.ensure_future(aw)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return False
+    task.result()
+    return True
 
 
 class Periodic:

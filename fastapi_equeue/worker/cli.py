@@ -97,13 +97,18 @@ async def serve(queue: EQueue, concurrency: int, queues: tuple[str, ...] | None)
         loop.add_signal_handler(signum, on_signal, signum)
     async with queue.connected(), queue.workers(concurrency, queues) as runtime:
         running = runtime
-        logger.info(
-            "worker running %s with concurrency %d on queues %s",
-            runtime.worker_id,
-            concurrency,
-            ",".join(queues) if queues else "all",
-        )
         signalled = asyncio.ensure_future(stop.wait())
+        ready = asyncio.ensure_future(runtime.ready())
+        # Until the database is reached, the runtime waits for it (the queue logs each try).
+        await asyncio.wait({signalled, ready}, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        if not stop.is_set() and ready.result():
+            logger.info(
+                "worker running %s with concurrency %d on queues %s",
+                runtime.worker_id,
+                concurrency,
+                ",".join(queues) if queues else "all",
+            )
         ended = asyncio.ensure_future(runtime.wait())
         await asyncio.wait({signalled, ended}, return_when=asyncio.FIRST_COMPLETED)
         signalled.cancel()
