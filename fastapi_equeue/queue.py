@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -337,7 +338,13 @@ class EQueue:
             concurrency=concurrency,
             queues=queues,
             burst=burst,
+            beat_backend=self._open_beat_backend,
         )
+
+    def _open_beat_backend(self) -> Backend:
+        # The heartbeat thread's own: one connection, no listening.
+        options = dataclasses.replace(self._backend_options, pool_size=1, poll_only=True)
+        return open_backend(self.config.database_url, options)
 
     async def migrate(self) -> list[str]:
         """Apply pending migrations now; returns their names."""

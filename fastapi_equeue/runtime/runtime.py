@@ -9,13 +9,16 @@ claiming, let running attempts finish within the grace and put the rest back, st
 maintenance, write every outcome, and only then stop beating and remove the worker.
 """
 
+from collections.abc import Callable
+
+from fastapi_equeue.backend import Backend
 from fastapi_equeue.clock import Clock
 from fastapi_equeue.config import Config
 from fastapi_equeue.jobs import new_job_id
 from fastapi_equeue.runtime.attempts import Attempts
 from fastapi_equeue.runtime.completer import Completer
 from fastapi_equeue.runtime.executor import Executor
-from fastapi_equeue.runtime.heartbeat import Heartbeat
+from fastapi_equeue.runtime.heartbeat import BLOCKED_LIMIT_FACTOR, BlockedLoopCover, Heartbeat
 from fastapi_equeue.runtime.producer import Claiming
 from fastapi_equeue.runtime.producers import Producers
 from fastapi_equeue.runtime.pruner import Pruner, prune_interval
@@ -39,6 +42,7 @@ class Runtime:
         concurrency: int,
         queues: tuple[str, ...] | None,
         burst: bool = False,
+        beat_backend: Callable[[], Backend] | None = None,
     ) -> None:
         self.worker_id = new_job_id()
         self.attempts = Attempts(concurrency, grace=config.shutdown_grace)
@@ -65,6 +69,14 @@ class Runtime:
             queues=queues,
             interval=config.heartbeat_interval,
             clock=clock,
+            cover=None
+            if beat_backend is None
+            else BlockedLoopCover(
+                beat_backend,
+                worker_id=self.worker_id,
+                interval=config.heartbeat_interval,
+                limit=BLOCKED_LIMIT_FACTOR * config.stalled_after,
+            ),
         )
         reconciler = Reconciler(
             store,

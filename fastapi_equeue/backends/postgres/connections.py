@@ -110,7 +110,7 @@ class Connections:
     async def _alive(self, conn: asyncpg.Connection) -> bool:
         """Whether ``conn`` answers a round trip within ``ping_timeout``."""
         try:
-            await conn.execute(";", timeout=self._ping_timeout)
+            await conn.execute("SELECT 1", timeout=self._ping_timeout)
         except asyncio.CancelledError:
             conn.terminate()
             raise
