@@ -13,6 +13,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, get_type_hints
 
 from fastapi_equeue.clock import Clock
+from fastapi_equeue.config import redacted_repr
 from fastapi_equeue.jobs import Job, JobError, JobStatus
 
 if TYPE_CHECKING:
@@ -45,6 +46,9 @@ class BackendOptions:
     """Where to LISTEN, when the database URL goes through a pooler; ``None``: the same URL."""
     poll_only: bool = False
     """Listen nowhere: other processes' work is found by polling."""
+
+    def __repr__(self) -> str:
+        return redacted_repr(self)
 
 
 @dataclass(frozen=True, slots=True)

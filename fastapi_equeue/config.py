@@ -1,10 +1,15 @@
 """The ``EQueue`` keyword options: their defaults and their validation, in one place."""
 
 import math
+import re
 from dataclasses import dataclass, fields
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from fastapi_equeue.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 DEFAULT_CONCURRENCY = 10
 DEFAULT_POLL_INTERVAL = 1.0
@@ -58,12 +63,15 @@ class Config:
     retention: float | None = DEFAULT_RETENTION
     failed_retention: float | None = DEFAULT_FAILED_RETENTION
 
+    def __repr__(self) -> str:
+        return redacted_repr(self)
+
     def __post_init__(self) -> None:
         url: object = self.database_url
         if not isinstance(url, str) or "://" not in url:
             raise ConfigurationError(
                 f"database_url must be a SQLAlchemy URL such as 'sqlite+aiosqlite:///./equeue.db', "
-                f"got {self.database_url!r}"
+                f"got {_shown_url(url)}"
             )
         _require_int("concurrency", self.concurrency, minimum=0)
         _require_int("max_payload_bytes", self.max_payload_bytes, minimum=1)
@@ -72,7 +80,7 @@ class Config:
         listen: object = self.listen_url
         if listen is not None and (not isinstance(listen, str) or "://" not in listen):
             raise ConfigurationError(
-                f"listen_url must be a PostgreSQL URL or None, got {self.listen_url!r}"
+                f"listen_url must be a PostgreSQL URL or None, got {_shown_url(listen)}"
             )
         if not isinstance(self.poll_only, bool):
             raise ConfigurationError(f"poll_only must be True or False, got {self.poll_only!r}")
@@ -101,6 +109,51 @@ class Config:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update(changes)
         return Config(**values)
+
+
+# A password given as a query parameter, which libpq and asyncpg accept: its value runs to the
+# next "&" (or to the end, which hides more than needed when the text is not a query string).
+_QUERY_PASSWORD = re.compile(r"(?i)\b((?:ssl)?password=)[^&]*")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its passwords replaced by ``***``: the one in the user part
+    (``postgresql://user:***@host/db``) and any ``password=`` or ``sslpassword=`` parameter.
+
+    For every log line, error message and repr that shows a database URL. It errs on the side
+    of hiding: the user part is taken to end at the last ``@``, as a password may hold an
+    unencoded ``/``, ``?`` or ``@`` (which the drivers would misread, but which must not show).
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        scheme, rest = "", url
+    rest = _QUERY_PASSWORD.sub(r"\1***", rest)
+    userinfo, at, location = rest.rpartition("@")
+    user, colon, _password = userinfo.partition(":")
+    if colon:
+        userinfo = f"{user}:***"
+    return f"{scheme}{separator}{userinfo}{at}{location}"
+
+
+def redacted_repr(instance: "DataclassInstance") -> str:
+    """The usual repr of a dataclass ``instance``, with every ``*_url`` field's password
+    redacted (see ``redact_url``): reprs end up in logs and tracebacks."""
+    shown = []
+    for field in fields(instance):
+        if not field.repr:
+            continue
+        value = getattr(instance, field.name)
+        if field.name.endswith("_url") and isinstance(value, str):
+            value = redact_url(value)
+        shown.append(f"{field.name}={value!r}")
+    return f"{type(instance).__qualname__}({', '.join(shown)})"
+
+
+def _shown_url(value: object) -> str:
+    # What an error message may show of a URL option: never its password.
+    if isinstance(value, str):
+        return repr(redact_url(value))
+    return "None" if value is None else f"a value of type {type(value).__name__}"
 
 
 def seconds(name: str, value: float | timedelta | None) -> float | None:

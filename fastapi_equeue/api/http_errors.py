@@ -16,6 +16,7 @@ from fastapi.routing import APIRoute
 from fastapi_equeue.api.body import InvalidBody
 from fastapi_equeue.backends.outage import database_errors, is_unavailable
 from fastapi_equeue.errors import (
+    DatabaseUnavailable,
     EQueueError,
     InvalidCursor,
     InvalidOption,
@@ -31,6 +32,10 @@ logger = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
+UNAVAILABLE = "the job database is unavailable; try again shortly"
+"""The detail of every 503: fixed, as a driver's own message may name the server, the user or
+worse, and only the server's log is the place for it."""
+
 _STATUS: tuple[tuple[type[EQueueError], int], ...] = (
     (JobNotFound, 404),
     (InvalidTransition, 409),
@@ -41,6 +46,7 @@ _STATUS: tuple[tuple[type[EQueueError], int], ...] = (
     (InvalidCursor, 422),
     (InvalidBody, 422),
     (RateLimited, 429),
+    (DatabaseUnavailable, 503),
 )
 
 
@@ -61,6 +67,9 @@ def error_response(exc: EQueueError) -> JSONResponse:
         body["status"] = exc.status.value
     elif isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
+    elif isinstance(exc, DatabaseUnavailable):
+        body["detail"] = UNAVAILABLE
+        headers["Retry-After"] = "1"
     elif isinstance(exc, InvalidPayload):
         body["detail"] = [
             {**error, "loc": ["body", "payload", *_as_list(error.get("loc"))]}
@@ -102,7 +111,7 @@ class EQueueRoute(APIRoute):
                     raise
                 logger.warning("jobs API: the database is unavailable (%s)", type(exc).__name__)
                 return JSONResponse(
-                    {"detail": "the job database is unavailable; try again shortly"},
+                    {"detail": UNAVAILABLE},
                     status_code=503,
                     headers={"Retry-After": "1"},
                 )

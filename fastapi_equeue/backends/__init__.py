@@ -7,6 +7,7 @@ from dataclasses import replace
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from fastapi_equeue.backend import Backend, BackendOptions
+from fastapi_equeue.config import redact_url
 from fastapi_equeue.errors import ConfigurationError
 
 _SCHEMES = {
@@ -23,24 +24,42 @@ _STATEMENT_CACHE = "prepared_statement_cache_size"
 
 def normalise_url(database_url: str) -> str:
     """``database_url`` in the SQLAlchemy spelling of the driver this package uses (which a host
-    can pass to ``create_async_engine``), or ``ConfigurationError``."""
+    can pass to ``create_async_engine``), or ``ConfigurationError``, whose message never shows
+    the URL's password."""
     scheme, separator, rest = database_url.partition("://")
     if not separator:
-        raise ConfigurationError(f"database_url is not a valid URL: {database_url!r}")
+        raise ConfigurationError(f"database_url is not a valid URL: {redact_url(database_url)!r}")
     driver = _SCHEMES.get(scheme.lower())
     if driver is None:
         raise ConfigurationError(
-            f"unsupported database {scheme!r}: use postgresql+asyncpg:// or sqlite+aiosqlite://"
+            f"unsupported database {redact_url(scheme)!r}: use postgresql+asyncpg:// or "
+            "sqlite+aiosqlite://"
         )
     url = f"{driver}://{rest}"
     if driver.startswith("sqlite"):
         _sqlite_path(url)
-    else:
-        try:
-            urlsplit(url).port  # noqa: B018 - read for the ValueError of a bad port
-        except ValueError as exc:
-            raise ConfigurationError(f"database_url is not a valid URL: {exc}") from None
+    elif not _readable_authority(url):
+        # Not urllib's or asyncpg's own message: each quotes what it took for the host or port,
+        # which is a piece of the password when the password holds an unencoded / ? # or @.
+        raise ConfigurationError(
+            f"database_url is not a valid URL: {redact_url(database_url)!r} (its user, host or "
+            "port cannot be read; characters such as / ? # @ in a password must be "
+            "percent-encoded)"
+        )
     return url
+
+
+def _readable_authority(url: str) -> bool:
+    """Whether every reader takes the same user, password, host and port from ``url``."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - read for the ValueError of a bad port
+    except ValueError:
+        return False
+    if parts.netloc.count("@") > 1:
+        return False  # asyncpg splits at the first "@", urllib at the last
+    # A user part cut short by a "/" or "#" in the password leaves its "@" behind the host.
+    return "@" in parts.netloc or "@" not in parts.path + parts.fragment
 
 
 def open_backend(database_url: str, options: BackendOptions | None = None) -> Backend:
