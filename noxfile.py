@@ -1,4 +1,10 @@
-"""Sessions: tests (both backends), lint, typecheck, example (the demo app), bench."""
+"""Sessions: tests (both backends), lint, typecheck, audit (known vulnerabilities), example (the
+demo app), bench."""
+
+import json
+import tomllib
+import urllib.request
+from pathlib import Path
 
 import nox
 
@@ -35,6 +41,97 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package, and on tests/typing, which uses the public API."""
     session.install(".[postgres]", *_group("typecheck"))
     session.run("mypy", "fastapi_equeue", "tests/typing")
+
+
+@nox.session
+def audit(session: nox.Session) -> None:
+    """pip-audit on everything the package and its tests install (every extra), against PyPI's
+    advisories. A finding fails the run unless .ci/audit-waivers.toml waives it, with a reason.
+
+    Where PyPI's per-release pages cannot be reached (a mirror that serves only project pages),
+    a pin that is its project's latest release is checked against the project page's
+    advisories instead, and every pin left unchecked is named: never a silent pass.
+    """
+    extras = ",".join(PYPROJECT["project"]["optional-dependencies"])
+    session.install(f".[{extras}]", *_group("test"))
+    # The installed set, pinned; the project itself is not on PyPI. Frozen before pip-audit is
+    # installed, so that only what we depend on is audited.
+    frozen = session.run(
+        "python", "-m", "pip", "freeze", "--exclude", PYPROJECT["project"]["name"], silent=True
+    )
+    tmp = Path(session.create_tmp())
+    requirements = tmp / "installed.txt"
+    requirements.write_text(str(frozen))
+    session.install(*_group("audit"))
+    waived = _audit_waivers(session)
+    report = tmp / "audit.json"
+    # Every pin is exact: audit them as they are, without resolving or installing them again.
+    session.run(
+        "pip-audit",
+        "--requirement",
+        str(requirements),
+        "--no-deps",
+        "--disable-pip",
+        "--progress-spinner=off",
+        "--format=json",
+        f"--output={report}",
+        success_codes=[0, 1],
+    )
+    pins = dict(_pin(line) for line in str(frozen).split())
+    findings, unchecked = [], []
+    for dep in json.loads(report.read_text())["dependencies"]:
+        name = _normalised(dep["name"])
+        if "skip_reason" in dep:
+            unchecked.append((name, pins[name]))
+        findings += [(name, pins[name], v["id"]) for v in dep.get("vulns", [])]
+    unchecked = [pin for pin in unchecked if not _latest_and_clean(pin, findings)]
+    findings = [f for f in findings if f[2] not in waived]
+    checked = len(pins) - len(unchecked)
+    session.log(f"audit: {checked} pins checked, {len(findings)} findings not waived")
+    if unchecked:
+        session.warn(
+            "audit: no advisories reachable from here for "
+            + ", ".join(f"{name}=={version}" for name, version in unchecked)
+        )
+    if findings:
+        session.error(
+            "known vulnerabilities: "
+            + ", ".join(f"{name}=={version} ({vuln})" for name, version, vuln in findings)
+        )
+
+
+def _pin(line: str) -> tuple[str, str]:
+    name, _, version = line.partition("==")
+    return _normalised(name), version
+
+
+def _normalised(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def _latest_and_clean(pin: tuple[str, str], findings: list[tuple[str, str, str]]) -> bool:
+    """Whether ``pin`` is its project's latest release, checked against the advisories on the
+    project's page (added to ``findings``); ``False`` when that cannot be told."""
+    name, version = pin
+    try:
+        with urllib.request.urlopen(f"https://pypi.org/pypi/{name}/json", timeout=30) as page:
+            project = json.load(page)
+    except OSError:
+        return False
+    if project["info"]["version"] != version:
+        return False
+    findings += [(name, version, vuln["id"]) for vuln in project.get("vulnerabilities", [])]
+    return True
+
+
+def _audit_waivers(session: nox.Session) -> list[str]:
+    """The ids of the known vulnerabilities the audit accepts; each must say why."""
+    path = Path(".ci/audit-waivers.toml")
+    waivers = tomllib.loads(path.read_text()).get("waiver", [])
+    for waiver in waivers:
+        if not str(waiver.get("id", "")).strip() or not str(waiver.get("reason", "")).strip():
+            session.error(f"{path}: every waiver needs an id and a reason, got {waiver}")
+    return [str(waiver["id"]) for waiver in waivers]
 
 
 @nox.session
