@@ -9,6 +9,27 @@ from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
+WORKER_STATEMENTS = frozenset(
+    {
+        "job_claim",
+        "job_claim_limited",
+        "job_complete_many",
+        "job_processing_by_worker",
+        "worker_heartbeat",
+        "worker_register",
+        "worker_deregister",
+    }
+)
+"""The statements that keep a worker's jobs moving and its ownership proven. Each dialect runs
+them on connections of their own (a quarter of the pool, at least one), so that requests or
+task code keeping every other connection busy cannot starve heartbeats or completions."""
+
+
+def worker_lane_size(pool_size: int, most: int) -> int:
+    """Of ``pool_size`` connections, how many to keep for ``WORKER_STATEMENTS`` (at most
+    ``most``); 0 when the pool is a single connection, which they then share."""
+    return min(most, max(1, pool_size // 4)) if pool_size > 1 else 0
+
 
 class Row(Protocol):
     """A result row by column name (an asyncpg ``Record``, a ``sqlite3.Row``, a ``RowMapping``)."""

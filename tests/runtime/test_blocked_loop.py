@@ -6,41 +6,30 @@ tasks under test run on the "hogs" queue, which only the first worker serves.
 """
 
 import asyncio
-import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
 from fastapi_equeue import EQueue, JobStatus, events
 from fastapi_equeue.runtime.heartbeat import BLOCKED_LIMIT_FACTOR
+from tests.runtime.threaded import workers_in_a_thread
 
 HEARTBEAT = 0.1
 STALLED_AFTER = 0.6
 DEADLINE = 30.0
 
 
-@asynccontextmanager
-async def rescuer(make_queue: Callable[..., EQueue]) -> AsyncIterator[EQueue]:
-    """Workers of another queue object, on their own loop in a thread."""
-    started, stop = threading.Event(), threading.Event()
-    queue = make_queue(
-        concurrency=1, heartbeat_interval=HEARTBEAT, stalled_after=STALLED_AFTER, queues=["default"]
+def rescuer(make_queue: Callable[..., EQueue]) -> AbstractAsyncContextManager[EQueue]:
+    """Workers of the default queue only, rescuing from a loop of their own."""
+    return workers_in_a_thread(
+        lambda: make_queue(
+            concurrency=1,
+            heartbeat_interval=HEARTBEAT,
+            stalled_after=STALLED_AFTER,
+            queues=["default"],
+        )
     )
-
-    async def serve() -> None:
-        async with queue:
-            started.set()
-            await asyncio.to_thread(stop.wait)
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-    thread.start()
-    assert await asyncio.to_thread(started.wait, DEADLINE), "the rescuing worker did not start"
-    try:
-        yield queue
-    finally:
-        stop.set()
-        await asyncio.to_thread(thread.join, DEADLINE)
 
 
 class Hogs:

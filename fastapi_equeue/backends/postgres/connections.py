@@ -111,12 +111,12 @@ class Connections:
         """Whether ``conn`` answers a round trip within ``ping_timeout``."""
         try:
             await conn.execute("SELECT 1", timeout=self._ping_timeout)
-        except asyncio.CancelledError:
+        except BaseException as exc:
+            # Whatever went wrong, the connection is not to be trusted again.
             conn.terminate()
+            if isinstance(exc, Exception):
+                return False
             raise
-        except (*STALE, asyncpg.PostgresError):
-            conn.terminate()
-            return False
         return True
 
     async def _connect(self) -> asyncpg.Connection:

@@ -13,7 +13,12 @@ from typing import Any
 
 import asyncpg
 
-from fastapi_equeue.backends._database import Row, Statements
+from fastapi_equeue.backends._database import (
+    WORKER_STATEMENTS,
+    Row,
+    Statements,
+    worker_lane_size,
+)
 from fastapi_equeue.backends._queries import load_queries, positional
 from fastapi_equeue.backends.postgres.connections import STALE, Connections
 
@@ -21,25 +26,10 @@ POOL_SIZE = 20
 """Connections at most, by default: a worker needs two or three (claims, completions,
 heartbeats), the API one per request in flight."""
 WORKER_LANE = 4
-"""Of those, the most kept for the workers' own statements (claims, outcomes, their rows), so
-that requests or task code holding every other connection cannot starve them; a quarter of the
-pool, at least one, when the pool is smaller."""
+"""Of those, the most kept for the workers' own statements (see ``WORKER_STATEMENTS``)."""
 ACQUIRE_TIMEOUT = 30.0
 """Seconds to wait for a free connection before giving up (the API answers 503)."""
 CONNECT_TIMEOUT = 10.0
-
-# The statements of a runtime's own lane: what keeps its jobs moving and its ownership proven.
-_WORKER_STATEMENTS = frozenset(
-    {
-        "job_claim",
-        "job_claim_limited",
-        "job_complete_many",
-        "job_processing_by_worker",
-        "worker_heartbeat",
-        "worker_register",
-        "worker_deregister",
-    }
-)
 
 
 class PostgresDatabase:
@@ -60,7 +50,7 @@ class PostgresDatabase:
             )
 
         size = pool_size or POOL_SIZE
-        reserved = min(WORKER_LANE, max(1, size // 4)) if size > 1 else 0
+        reserved = worker_lane_size(size, WORKER_LANE)
         self._connections = lane(size - reserved)
         self._worker_connections = lane(reserved) if reserved else self._connections
 
@@ -86,7 +76,7 @@ class PostgresDatabase:
         """
         sql, names = self._statements[name]
         arguments = [values[key] for key in names]
-        lane = self._worker_connections if name in _WORKER_STATEMENTS else self._connections
+        lane = self._worker_connections if name in WORKER_STATEMENTS else self._connections
         for attempt in (1, 2):
             conn = await lane.acquire()
             healthy = False

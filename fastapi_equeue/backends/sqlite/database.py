@@ -15,12 +15,19 @@ from typing import Any
 
 import aiosqlite
 
-from fastapi_equeue.backends._database import Row, Statements
+from fastapi_equeue.backends._database import (
+    WORKER_STATEMENTS,
+    Row,
+    Statements,
+    worker_lane_size,
+)
 from fastapi_equeue.backends._queries import load_queries
 
 BUSY_TIMEOUT_MS = 30_000
 POOL_SIZE = 5
 """Connections at most, by default (each is a thread); SQLite runs one writer at a time anyway."""
+WORKER_LANE = 1
+"""Of those, the one kept for the workers' own statements (see ``WORKER_STATEMENTS``)."""
 WAL_RETRY_DELAY = 0.01
 
 
@@ -30,8 +37,10 @@ class SQLiteDatabase:
     def __init__(self, path: str, *, pool_size: int | None = None) -> None:
         self._path = path
         self._statements = load_queries("sqlite")
-        self._idle: list[aiosqlite.Connection] = []
-        self._slots = asyncio.Semaphore(pool_size or POOL_SIZE)
+        size = pool_size or POOL_SIZE
+        reserved = worker_lane_size(size, WORKER_LANE)
+        self._lane = _Lane(size - reserved)
+        self._worker_lane = _Lane(reserved) if reserved else self._lane
         self._discarded: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -41,9 +50,10 @@ class SQLiteDatabase:
         Each connection is a (non-daemon) thread: one left open would keep the process alive.
         """
         self._closed = True
-        idle, self._idle = self._idle, []
-        for conn in idle:
-            await _close_quietly(conn)
+        for lane in (self._lane, self._worker_lane):
+            idle, lane.idle = lane.idle, []
+            for conn in idle:
+                await _close_quietly(conn)
         if self._discarded:
             await asyncio.gather(*self._discarded, return_exceptions=True)
 
@@ -58,7 +68,8 @@ class SQLiteDatabase:
         """Run one statement: a write in its own ``BEGIN IMMEDIATE`` transaction. (A file's
         connection is never lost under a statement, so nothing is ever sent twice.)"""
         sql = self._statements[name]
-        async with self._connection() as conn:
+        lane = self._worker_lane if name in WORKER_STATEMENTS else self._lane
+        async with self._connection(lane) as conn:
             if read_only:
                 return list(await conn.execute_fetchall(sql, values))
             await conn.execute("BEGIN IMMEDIATE")
@@ -69,7 +80,7 @@ class SQLiteDatabase:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Statements]:
         """A connection inside ``BEGIN IMMEDIATE`` ... ``COMMIT``."""
-        async with self._connection() as conn:
+        async with self._connection(self._lane) as conn:
             await conn.execute("BEGIN IMMEDIATE")
             yield _InTransaction(conn, self._statements)
             await conn.execute("COMMIT")
@@ -79,9 +90,9 @@ class SQLiteDatabase:
         return self._statements[name], dict(values)
 
     @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._slots:
-            conn = self._idle.pop() if self._idle else await self._connect()
+    async def _connection(self, lane: "_Lane") -> AsyncIterator[aiosqlite.Connection]:
+        async with lane.slots:
+            conn = lane.idle.pop() if lane.idle else await self._connect()
             try:
                 yield conn
             except BaseException:
@@ -92,7 +103,7 @@ class SQLiteDatabase:
             if self._closed:
                 self._discard(conn)
             else:
-                self._idle.append(conn)
+                lane.idle.append(conn)
 
     def _discard(self, conn: aiosqlite.Connection) -> None:
         task = asyncio.ensure_future(_close_quietly(conn))
@@ -114,6 +125,14 @@ class SQLiteDatabase:
             await _close_quietly(conn)
             raise
         return conn
+
+
+class _Lane:
+    """Up to ``size`` connections, and those of them idle."""
+
+    def __init__(self, size: int) -> None:
+        self.slots = asyncio.Semaphore(size)
+        self.idle: list[aiosqlite.Connection] = []
 
 
 class _InTransaction:

@@ -1,0 +1,81 @@
+"""Task code that keeps every connection of the pool busy starves neither the heartbeat nor
+the completions: no worker is declared lost, and no job runs twice. Another worker, on a loop
+and connections of its own, stands ready to rescue."""
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from fastapi_equeue import EQueue, JobStatus, events
+from tests.runtime.threaded import workers_in_a_thread
+
+POOL_SIZE = 4
+STALLED_AFTER = 0.6
+DEADLINE = 60.0
+
+
+async def test_a_starved_pool_loses_no_worker_and_runs_no_job_twice(
+    make_queue: Callable[..., EQueue],
+) -> None:
+    queue = make_queue(
+        concurrency=10, pool_size=POOL_SIZE, heartbeat_interval=0.1, stalled_after=STALLED_AFTER
+    )
+    runs: Counter[int] = Counter()
+    waits: list[float] = []
+    flooded_long = asyncio.Event()
+    flood_ended = asyncio.Event()
+
+    @queue.task(retry_delay=0)
+    async def flood(n: int) -> int:
+        # Far more statements at once than the pool holds: every connection stays busy, and
+        # a statement waits for one for longer than stalled_after.
+        runs[n] += 1
+        started = time.monotonic()
+        while not flood_ended.is_set():
+            began = time.monotonic()
+            await asyncio.gather(*(queue.client.stats() for _ in range(1000)))
+            waits.append(time.monotonic() - began)
+            if time.monotonic() - started > 5 * STALLED_AFTER:
+                flooded_long.set()
+        return n
+
+    @queue.task(retry_delay=0)
+    async def quick(n: int) -> int:
+        runs[n] += 1
+        return n
+
+    with (
+        queue.events.record(events.WorkerLost, events.JobRescued) as lost,
+        queue.events.record(events.JobCompleted) as completed,
+    ):
+        async with (
+            queue,
+            workers_in_a_thread(
+                lambda: make_queue(
+                    concurrency=1,
+                    stalled_after=STALLED_AFTER,
+                    heartbeat_interval=0.1,
+                    queues=["other"],
+                )
+            ),
+        ):
+            floods = await queue.client.enqueue_many(
+                [{"job_type": "flood", "payload": {"n": n}} for n in range(5)]
+            )
+            quicks = await queue.client.enqueue_many(
+                [{"job_type": "quick", "payload": {"n": n}} for n in range(100, 150)]
+            )
+            # Completions land while the pool is starved.
+            await completed.wait_count(len(quicks), timeout=DEADLINE)
+            # The flood goes on for several times stalled_after.
+            await asyncio.wait_for(flooded_long.wait(), DEADLINE)
+            flood_ended.set()
+            await completed.wait_count(len(quicks) + len(floods), timeout=DEADLINE)
+            done = [await queue.client.get(job.id) for job in [*floods, *quicks]]
+
+    assert max(waits) > STALLED_AFTER, waits
+    assert [job.status for job in done if job] == [JobStatus.COMPLETED] * 55
+    assert [job.attempts for job in done if job] == [1] * 55
+    assert max(runs.values()) == 1
+    assert lost.events == []
