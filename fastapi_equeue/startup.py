@@ -55,8 +55,7 @@ class Startup:
         tries = 1
         logger.warning("%s; the queue starts without it and keeps trying", self._reason)
         while True:
-            delay = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (tries - 1)) * random.uniform(0.75, 1.0)
-            await asyncio.sleep(delay)
+            await asyncio.sleep(_delay(tries))
             tries += 1
             try:
                 if await self.try_once():
@@ -65,7 +64,16 @@ class Startup:
             except Exception:
                 logger.exception("the job database answered, but the queue cannot use it")
                 raise
-            logger.warning("%s; try %d, next in about %.0fs", self._reason, tries, delay * 2)
+            logger.warning(
+                "%s; try %d, next in about %.1fs", self._reason, tries, _delay(tries, jitter=False)
+            )
+
+
+def _delay(tries: int, *, jitter: bool = True) -> float:
+    """Seconds to wait after ``tries`` failed tries: doubling, capped, and jittered down by up to
+    a quarter so that processes started together do not retry together."""
+    delay = min(MAX_BACKOFF, FIRST_BACKOFF * 2.0 ** (tries - 1))
+    return delay * random.uniform(0.75, 1.0) if jitter else delay
 
 
 def _worth_waiting_for(exc: BaseException) -> bool:

@@ -110,7 +110,11 @@ class PostgresNotifier(LocalNotifier):
                 self._connected.clear()
 
     async def _listen_once(self) -> None:
-        conn = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
+        # Nothing prepared by name: behind a pooler in transaction mode, LISTEN would otherwise
+        # leave a named statement on a server connection that others then use.
+        conn = await asyncpg.connect(
+            self._dsn, timeout=self._connect_timeout, statement_cache_size=0
+        )
         lost = asyncio.Event()
         try:
             conn.add_termination_listener(lambda _conn: lost.set())
