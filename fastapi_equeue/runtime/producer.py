@@ -24,6 +24,7 @@ from fastapi_equeue.store import Store
 
 logger = logging.getLogger(__name__)
 
+FIRST_BACKOFF = 1.0
 MAX_BACKOFF = 10.0
 GATHER_WINDOW = 0.002
 """A claim costs a round trip whether it brings one job or fifty. While jobs run, a producer
@@ -60,6 +61,7 @@ class Producer:
         self._burst = shared.burst
         self._batch = max(1, shared.attempts.concurrency // 2)
         self._wake = asyncio.Event()
+        self._announced = asyncio.Event()
         self._room_changed = False
         self._stopped = asyncio.Event()
         self.paused = False
@@ -90,6 +92,7 @@ class Producer:
     def jobs_available(self) -> None:
         """New jobs were announced: look for them now, unless the queue is paused or held back
         by its limits, where new jobs make no room."""
+        self._announced.set()
         if not self.paused and not self.held_back:
             self._wake.set()
 
@@ -97,6 +100,7 @@ class Producer:
         """Claim nothing more; attempts already started go on."""
         self._stopped.set()
         self._wake.set()
+        self._announced.set()
 
     async def run(self) -> None:
         """Claim and start until stopped (in burst mode: until nothing is due and nothing of
@@ -129,8 +133,15 @@ class Producer:
                         type(exc).__name__,
                         exc,
                     )
+                # New jobs announced cut the wait short: after an outage, the listener's
+                # reconnect announces that any queue may have work, and the claim is tried at
+                # once, however long the poll interval.
+                self._announced.clear()
                 await back_off(
-                    failures, base=self._poll_interval, cap=MAX_BACKOFF, stop=self._stopped
+                    failures,
+                    base=min(self._poll_interval, FIRST_BACKOFF),
+                    cap=MAX_BACKOFF,
+                    stop=self._announced,
                 )
                 continue
             claimed = claim.jobs
