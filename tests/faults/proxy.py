@@ -4,8 +4,10 @@ controls make the network fail the ways a failover does.
 - ``blackhole()``: stop forwarding in both directions without closing anything. Clients see a
   server that vanished silently: writes succeed, replies never come, until their own timeouts.
 - ``heal()``: forward again. By default every connection that existed before is closed with a
-  TCP RST at once, like a new primary that does not know them; ``reset_existing=False`` lets
-  them carry on where they stopped instead.
+  TCP RST at once; ``reset_existing=False`` lets them carry on where they stopped instead; and
+  ``reset_existing="on_use"`` leaves them silent until their client sends something, then
+  resets them, like a new primary that does not know them: the client learns that its
+  connection is dead only by using it.
 - ``refuse()``: close the listening socket, so new connections are refused, like a server that
   is down; ``heal()`` listens again on the same port.
 - ``reset_all()``: RST every current connection, keeping the mode.
@@ -24,7 +26,7 @@ import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 from tests.faults.harness import HOST, asyncpg_url
 
@@ -55,6 +57,8 @@ class _Link:
     upstream: asyncio.StreamWriter | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     closed: bool = False
+    stale: bool = False
+    """Reset as soon as the client sends anything; nothing comes back from the target."""
 
     def reset(self) -> None:
         """Abort the client side with RST, close the target side, stop forwarding."""
@@ -113,11 +117,12 @@ class TcpProxy:
         """Freeze every connection, new ones included: nothing is forwarded, nothing closed."""
         self._call(self._blackhole())
 
-    def heal(self, *, reset_existing: bool = True) -> None:
+    def heal(self, *, reset_existing: bool | Literal["on_use"] = True) -> None:
         """Forward again (listening again after :meth:`refuse`).
 
         With ``reset_existing`` every connection opened before this call is reset (RST) at once;
-        without it, frozen connections resume and deliver what they held.
+        without it, frozen connections resume and deliver what they held; with ``"on_use"``
+        each is reset when its client next sends something, and hears nothing before.
         """
         self._call(self._heal(reset_existing))
 
@@ -208,12 +213,15 @@ class TcpProxy:
         for link in self._links:
             link.flowing.clear()
 
-    async def _heal(self, reset_existing: bool) -> None:
+    async def _heal(self, reset_existing: bool | Literal["on_use"]) -> None:
         if self.mode is Mode.REFUSE:
             await self._listen()
         self.mode = Mode.FORWARD
         for link in list(self._links):
-            if reset_existing:
+            if reset_existing == "on_use":
+                link.stale = True
+                link.flowing.set()
+            elif reset_existing:
                 link.reset()
             else:
                 link.flowing.set()
@@ -258,8 +266,8 @@ class TcpProxy:
                 failed = True
                 return
             pumps = [
-                asyncio.create_task(self._pump(link, reader, link.upstream)),
-                asyncio.create_task(self._pump(link, upstream_reader, writer)),
+                asyncio.create_task(self._pump(link, reader, link.upstream, from_client=True)),
+                asyncio.create_task(self._pump(link, upstream_reader, writer, from_client=False)),
             ]
             try:
                 await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
@@ -283,15 +291,27 @@ class TcpProxy:
 
     @staticmethod
     async def _pump(
-        link: _Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        link: _Link,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        from_client: bool,
     ) -> None:
-        """Copy ``reader`` to ``writer`` while the link flows; return at end of stream."""
+        """Copy ``reader`` to ``writer`` while the link flows; return at end of stream.
+
+        What is read while the link is frozen (bytes, or the end of the stream) is held until it
+        flows again. A stale link resets once its client has sent something, and passes on
+        nothing from the target, not even its end.
+        """
         while True:
-            await link.flowing.wait()
             data = await reader.read(CHUNK)
+            await link.flowing.wait()
+            if link.stale:
+                if from_client:
+                    link.reset()
+                    return
+                await asyncio.Event().wait()
             if not data:
                 return
-            # Bytes read just as the link froze are held, not forwarded, until it flows again.
-            await link.flowing.wait()
             writer.write(data)
             await writer.drain()
