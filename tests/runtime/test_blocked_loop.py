@@ -105,6 +105,10 @@ async def test_a_loop_that_never_comes_back_is_given_up(
     # fenced out, and the job's one final state stayed as the second attempt wrote it.
     [rescued] = rescues.events
     rescued_after = rescued.at.timestamp() - hogs.hog_began
+    print(
+        f"\nloop blocked for {block:.1f} s (bound {limit:.1f} s): "
+        f"rescued after {rescued_after:.1f} s"
+    )
     assert limit < rescued_after < block, rescued_after
     assert (done.status, done.attempts, done.result) == (JobStatus.COMPLETED, 2, 2)
     assert again == done

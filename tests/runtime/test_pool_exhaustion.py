@@ -74,6 +74,10 @@ async def test_a_starved_pool_loses_no_worker_and_runs_no_job_twice(
             await completed.wait_count(len(quicks) + len(floods), timeout=DEADLINE)
             done = [await queue.client.get(job.id) for job in [*floods, *quicks]]
 
+    print(
+        f"\nstarved pool: {len(waits) * 1000} statements of task code, the slowest batch "
+        f"{max(waits):.2f} s (stalled_after {STALLED_AFTER} s); rescues {len(lost.events)}"
+    )
     assert max(waits) > STALLED_AFTER, waits
     assert [job.status for job in done if job] == [JobStatus.COMPLETED] * 55
     assert [job.attempts for job in done if job] == [1] * 55
