@@ -61,9 +61,12 @@ class Startup:
                 if await self.try_once():
                     logger.info("reached the job database after %.1fs", loop.time() - began)
                     return
-            except Exception:
+            except Exception as exc:
+                # Workers waiting for the database stop (a standalone worker exits non-zero);
+                # the API goes on answering 503.
                 logger.exception("the job database answered, but the queue cannot use it")
-                raise
+                self._store.mark_failed(exc)
+                return
             logger.warning(
                 "%s; try %d, next in about %.1fs", self._reason, tries, _delay(tries, jitter=False)
             )

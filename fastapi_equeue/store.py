@@ -61,23 +61,24 @@ class Store:
         self._backend = backend
         self._bus = bus
         self._clock = clock
-        self._ready = asyncio.Event()
+        self._settled = asyncio.Event()
         self._unready_reason = "the job database has not been reached yet"
+        self._failure: BaseException | None = None
         if ready:
-            self._ready.set()
+            self._settled.set()
 
     @property
     def backend(self) -> Backend:
-        """The backend, once its database was reached and migrated; until then every use
-        raises ``DatabaseUnavailable``."""
-        if not self._ready.is_set():
+        """The backend, once its database was reached and migrated; until then, or if it never
+        will be, every use raises ``DatabaseUnavailable``."""
+        if not self.ready:
             raise DatabaseUnavailable(self._unready_reason)
         return self._backend
 
     @property
     def ready(self) -> bool:
         """Whether the database was reached (and migrated): the store serves."""
-        return self._ready.is_set()
+        return self._settled.is_set() and self._failure is None
 
     def unready(self, reason: str) -> None:
         """Note why the database cannot be used yet."""
@@ -85,11 +86,19 @@ class Store:
 
     def mark_ready(self) -> None:
         """The database was reached and migrated: serve from now on."""
-        self._ready.set()
+        self._settled.set()
+
+    def mark_failed(self, exc: BaseException) -> None:
+        """The database answered, but cannot be used (a failing migration, say): give up."""
+        self._failure = exc
+        self._unready_reason = f"the job database cannot be used ({type(exc).__name__})"
+        self._settled.set()
 
     async def wait_ready(self) -> None:
-        """Return once the store serves."""
-        await self._ready.wait()
+        """Return once the store serves; raise what made it give up, if it did."""
+        await self._settled.wait()
+        if self._failure is not None:
+            raise self._failure
 
     @property
     def notifier(self) -> Notifier:

@@ -50,13 +50,16 @@ class Supervisor:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.failure: BaseException | None = None
+        self._failed_start: Exception | None = None
 
     async def start(self) -> None:
         """Start every service in order; raises what a failing ``start`` raised, once the
         services already started have stopped."""
         self.launch()
         if not await self.ready():
-            await self.wait()  # raises the start's failure
+            await self.wait()
+            if self._failed_start is not None:
+                raise self._failed_start
 
     def launch(self) -> None:
         """Start every service in order, in the background: ``ready`` says when all have."""
@@ -97,7 +100,6 @@ class Supervisor:
 
     async def _main(self) -> None:
         started: list[tuple[Service, asyncio.Task[None]]] = []
-        failed_start: Exception | None = None
         async with asyncio.TaskGroup() as group:
             try:
                 for service in self._services:
@@ -111,14 +113,12 @@ class Supervisor:
                 else:
                     self._ready.set()
             except Exception as exc:
-                self.failure = failed_start = exc
+                self.failure = self._failed_start = exc
                 self._stopping.set()
             await self._stopping.wait()
             for service, task in reversed(started):
                 service.stop()
                 await asyncio.wait({task})
-        if failed_start is not None:
-            raise failed_start
 
     async def _guard(self, service: Service) -> None:
         try:
