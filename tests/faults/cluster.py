@@ -5,17 +5,19 @@ restart without disturbing the shared server the rest of the suite uses.
 import shutil
 import subprocess
 import uuid
-from typing import Literal
+from typing import Any, Literal
 
 from tests.faults.harness import (
     HOST,
     SERVER_USER,
     ServerUser,
+    asyncpg_dsn,
     asyncpg_url,
     environment,
     free_port,
     identifier,
     pg_bindir,
+    psql,
     tail,
     wait_until,
 )
@@ -74,7 +76,7 @@ class ThrowawayCluster:
 
     def dsn_for(self, database: str) -> str:
         """asyncpg DSN of ``database`` on this cluster."""
-        return f"postgresql://{SERVER_USER}@{HOST}:{self.port}/{database}"
+        return asyncpg_dsn(self.port, database)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -110,31 +112,17 @@ class ThrowawayCluster:
         """Whether the server process is alive (``pg_ctl status``)."""
         if not (self.data / "PG_VERSION").exists():
             return False
-        status = subprocess.run(
+        return self._succeeds(
             [str(self._bindir / "pg_ctl"), "status", "-D", str(self.data)],
             cwd=self.directory,
-            env=environment(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=QUERY_TIMEOUT,
-            check=False,
             **self._user.popen_options(),
         )
-        return status.returncode == 0
 
     def is_ready(self) -> bool:
         """Whether the server accepts connections on its TCP port right now."""
-        probe = subprocess.run(
-            [str(self._bindir / "pg_isready"), "-q", "-h", HOST, "-p", str(self.port), "-t", "1"],
-            env=environment(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=QUERY_TIMEOUT,
-            check=False,
+        return self._succeeds(
+            [str(self._bindir / "pg_isready"), "-q", "-h", HOST, "-p", str(self.port), "-t", "1"]
         )
-        return probe.returncode == 0
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Wait until the server accepts connections; ``TimeoutError`` (with its log) if not."""
@@ -172,37 +160,12 @@ class ThrowawayCluster:
 
         ``variables`` are psql variables: ``:'name'`` in ``sql`` quotes one as a literal.
         """
-        command = [
-            str(self._bindir / "psql"),
-            "-X",
-            "-q",
-            "-A",
-            "-t",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            HOST,
-            "-p",
-            str(self.port),
-            "-U",
-            SERVER_USER,
-            "-d",
-            database,
+        options = [
+            option for name, value in variables.items() for option in ("-v", f"{name}={value}")
         ]
-        for name, value in variables.items():
-            command += ["-v", f"{name}={value}"]
-        completed = subprocess.run(
-            command,
-            input=sql,
-            env=environment(),
-            capture_output=True,
-            text=True,
-            timeout=QUERY_TIMEOUT,
-            check=False,
+        return psql(
+            self.port, database, "-v", "ON_ERROR_STOP=1", *options, stdin=sql, timeout=QUERY_TIMEOUT
         )
-        if completed.returncode != 0:
-            raise RuntimeError(f"psql failed ({completed.returncode}): {completed.stderr.strip()}")
-        return [line for line in completed.stdout.splitlines() if line]
 
     def create_database(self, name: str | None = None) -> str:
         """Create a database (by default ``faults_<random>``); its SQLAlchemy URL."""
@@ -255,6 +218,20 @@ class ThrowawayCluster:
         with (self.data / "postgresql.conf").open("a", encoding="utf-8") as conf:
             conf.write("\n# tests/faults\n")
             conf.writelines(f"{name} = {value}\n" for name, value in settings.items())
+
+    def _succeeds(self, command: list[str], **options: Any) -> bool:
+        """Whether ``command`` exits with 0 (its output discarded)."""
+        completed = subprocess.run(
+            command,
+            env=environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=QUERY_TIMEOUT,
+            check=False,
+            **options,
+        )
+        return completed.returncode == 0
 
     def _pg_ctl(self, action: str, *options: str, timeout: float) -> None:
         try:

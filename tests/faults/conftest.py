@@ -1,12 +1,13 @@
 """Fixtures for fault-injection tests: a PostgreSQL cluster of the session's own (to stop, crash
 and restart), fresh databases on it, PgBouncer in transaction mode and a TCP proxy in front of it,
-and asyncpg connections that are always closed.
+asyncpg connections that are always closed, and subprocesses that are always killed.
 
 Without the PostgreSQL server binaries (or ``pgbouncer``) the tests that need them skip, unless
 ``--require-postgres`` is given (as CI does), which turns that into an error.
 """
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any, NoReturn
 
 import asyncpg
@@ -17,6 +18,7 @@ from tests.faults.cluster import ThrowawayCluster
 from tests.faults.harness import HarnessUnavailable
 from tests.faults.pgbouncer import PgBouncer
 from tests.faults.proxy import TcpProxy
+from tests.process.conftest import Workers
 
 CONNECT_TIMEOUT = 5.0
 CLOSE_TIMEOUT = 2.0
@@ -98,3 +100,14 @@ async def connect() -> AsyncIterator[Callable[..., Awaitable[asyncpg.Connection]
             await conn.close(timeout=CLOSE_TIMEOUT)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
             conn.terminate()
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Workers]:
+    """Start subprocesses (workers, uvicorn), each given its database URL by the test, none by
+    the pool; whatever still runs at teardown is killed and reaped."""
+    pool = Workers("", tmp_path)
+    try:
+        yield pool
+    finally:
+        pool.stop_all()

@@ -1,6 +1,7 @@
 """What the fault harness needs from the machine: the PostgreSQL and PgBouncer binaries, running
-them as the ``postgres`` OS user when the tests run as root, free loopback ports, and polling a
-condition with a deadline.
+them as the ``postgres`` OS user when the tests run as root, ``psql``, free loopback ports, the
+URLs of databases behind them, polling a condition with a deadline, and the ``with`` block that
+starts and stops a helper (PgBouncer, the TCP proxy).
 """
 
 import os
@@ -11,10 +12,14 @@ import socket
 import subprocess
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
+
+from sqlalchemy.engine import make_url
 
 HOST = "127.0.0.1"
 POLL = 0.05
@@ -176,8 +181,80 @@ def asyncpg_url(port: int, database: str, *, user: str = SERVER_USER) -> str:
     return f"postgresql+asyncpg://{user}@{HOST}:{port}/{database}"
 
 
+def asyncpg_dsn(port: int, database: str) -> str:
+    """An asyncpg DSN for ``database`` on the loopback ``port``, as ``postgres``."""
+    return f"postgresql://{SERVER_USER}@{HOST}:{port}/{database}"
+
+
+def database_of(url: str) -> str:
+    """The database name of a SQLAlchemy URL (which must name one)."""
+    database = make_url(url).database
+    assert database
+    return database
+
+
+def psql(
+    port: int, database: str, *options: str, stdin: str | None = None, timeout: float
+) -> list[str]:
+    """Run ``psql`` as ``postgres`` on ``database`` at the loopback ``port``, unaligned and
+    tuples only, with ``options`` (``-c command``, ``-v name=value``…) and ``stdin`` as its
+    input; its non-empty output lines. Raises ``RuntimeError`` (with psql's stderr) if it fails.
+    """
+    command = [
+        str(pg_bindir() / "psql"),
+        "-X",
+        "-q",
+        "-A",
+        "-t",
+        "-h",
+        HOST,
+        "-p",
+        str(port),
+        "-U",
+        SERVER_USER,
+        "-d",
+        database,
+        *options,
+    ]
+    completed = subprocess.run(
+        command,
+        input=stdin,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"psql failed ({completed.returncode}): {completed.stderr.strip()}")
+    return [line for line in completed.stdout.splitlines() if line]
+
+
 def environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for server and client binaries: ours, without libpq variables that would
     redirect them elsewhere, plus ``extra``."""
     kept = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
     return {**kept, "LC_ALL": "C", **(extra or {})}
+
+
+class Background(ABC):
+    """A helper that runs beside the tests (a process, a thread): ``start()`` and ``stop()``, or
+    a ``with`` block that does both."""
+
+    @abstractmethod
+    def start(self) -> None: ...
+
+    @abstractmethod
+    def stop(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -9,19 +9,20 @@ import signal
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Literal, Self
+from typing import Literal
 
 from tests.faults.harness import (
     HOST,
     SERVER_USER,
+    Background,
     ServerUser,
     accepts_tcp,
+    asyncpg_dsn,
     asyncpg_url,
     environment,
     free_port,
-    pg_bindir,
     pgbouncer_binary,
+    psql,
     tail,
     wait_until,
 )
@@ -43,7 +44,7 @@ DEFAULTS = {
 }
 
 
-class PgBouncer:
+class PgBouncer(Background):
     """One ``pgbouncer`` process forwarding every database name to ``server_host:server_port``.
 
     Auth is ``trust`` (the user must still appear in the generated ``auth_file``), and
@@ -81,7 +82,7 @@ class PgBouncer:
 
     def dsn_for(self, database: str) -> str:
         """asyncpg DSN of ``database`` through the pooler."""
-        return f"postgresql://{SERVER_USER}@{HOST}:{self.port}/{database}"
+        return asyncpg_dsn(self.port, database)
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
         """Write the config, start ``pgbouncer`` and wait until it accepts connections."""
@@ -139,33 +140,11 @@ class PgBouncer:
 
         The console speaks only the simple query protocol, which asyncpg cannot read rows from.
         """
-        completed = subprocess.run(
-            [
-                str(pg_bindir() / "psql"),
-                "-X",
-                "-q",
-                "-A",
-                "-t",
-                "-h",
-                HOST,
-                "-p",
-                str(self.port),
-                "-U",
-                SERVER_USER,
-                "-d",
-                ADMIN_DATABASE,
-                "-c",
-                command,
-            ],
-            env=environment(),
-            capture_output=True,
-            text=True,
-            timeout=ADMIN_TIMEOUT,
-            check=False,
-        )
-        if completed.returncode != 0:
-            raise RuntimeError(f"pgbouncer admin {command!r} failed: {completed.stderr.strip()}")
-        return [line.split("|") for line in completed.stdout.splitlines() if line]
+        try:
+            lines = psql(self.port, ADMIN_DATABASE, "-c", command, timeout=ADMIN_TIMEOUT)
+        except RuntimeError as exc:
+            raise RuntimeError(f"pgbouncer admin {command!r}: {exc}") from None
+        return [line.split("|") for line in lines]
 
     def config(self) -> dict[str, str]:
         """The running settings, from the admin console's ``SHOW CONFIG``."""
@@ -174,18 +153,6 @@ class PgBouncer:
     def log_tail(self) -> str:
         """The end of PgBouncer's log, for failure messages."""
         return f"--- pgbouncer log ---\n{tail(self.log) if self.log else '(not started)'}"
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _write_config(self, directory: Path) -> Path:
         auth_file = directory / "userlist.txt"

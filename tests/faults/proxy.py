@@ -25,10 +25,9 @@ import struct
 import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Literal, TypeVar
 
-from tests.faults.harness import HOST, asyncpg_url
+from tests.faults.harness import HOST, Background, asyncpg_dsn, asyncpg_url
 
 logger = logging.getLogger(__name__)
 
@@ -79,11 +78,11 @@ class _Link:
             self.task.cancel()
 
 
-class TcpProxy:
-    """Forwards ``127.0.0.1:port`` to ``target_host:target_port`` until :meth:`close`.
+class TcpProxy(Background):
+    """Forwards ``127.0.0.1:port`` to ``target_host:target_port`` until :meth:`stop`.
 
     The controls are plain blocking methods, safe to call from any thread or event loop: each
-    returns once the proxy applies it. Use as a context manager, or ``start()`` then ``close()``.
+    returns once the proxy applies it. Use as a context manager, or ``start()`` then ``stop()``.
     """
 
     def __init__(self, target_port: int, *, target_host: str = HOST) -> None:
@@ -104,7 +103,7 @@ class TcpProxy:
 
     def dsn_for(self, database: str) -> str:
         """asyncpg DSN of ``database`` through the proxy."""
-        return f"postgresql://postgres@{HOST}:{self.port}/{database}"
+        return asyncpg_dsn(self.port, database)
 
     @property
     def connection_count(self) -> int:
@@ -149,10 +148,10 @@ class TcpProxy:
         try:
             self._call(self._listen())
         except BaseException:
-            self.close()
+            self.stop()
             raise
 
-    def close(self) -> None:
+    def stop(self) -> None:
         """Close every connection and the listener, stop the thread and its loop."""
         loop, thread = self._loop, self._thread
         if loop is None or thread is None:
@@ -166,18 +165,6 @@ class TcpProxy:
                 loop.call_soon_threadsafe(loop.stop)
             thread.join(CONTROL_TIMEOUT)
             self._loop = self._thread = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- the proxy's thread ----------------------------------------------------------------------
 

@@ -6,11 +6,10 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
 
 from fastapi_equeue.testing import eventually
 from tests.faults.cluster import ThrowawayCluster
-from tests.faults.harness import HOST
+from tests.faults.harness import HOST, database_of
 from tests.faults.pgbouncer import PgBouncer
 from tests.faults.proxy import TcpProxy
 
@@ -19,12 +18,6 @@ Connect = Callable[..., Awaitable[asyncpg.Connection]]
 # A dropped connection must be noticed at least this fast (not after a query timeout).
 FAST_FAILURE = 2.0
 BLACKHOLE_WAIT = 0.5
-
-
-def database_of(url: str) -> str:
-    database = make_url(url).database
-    assert database
-    return database
 
 
 async def assert_dropped(conn: asyncpg.Connection) -> None:

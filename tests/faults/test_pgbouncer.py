@@ -13,31 +13,25 @@ the workers polling.
 
 import asyncio
 import logging
-import os
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
 
 from fastapi_equeue import EQueue
 from fastapi_equeue.testing import eventually
+from tests.faults.harness import database_of
 from tests.faults.pgbouncer import PgBouncer
-from tests.faults.pooled_app import build_queue
-from tests.process.conftest import Worker, Workers
+from tests.process.conftest import Workers
+from tests.process.worker_app import build_queue
 
 pytestmark = [pytest.mark.process, pytest.mark.slow]
 
 Connect = Callable[..., Awaitable[asyncpg.Connection]]
 
-APP_DIR = Path(__file__).parent
-TARGET = "pooled_app:queue"
 NO_NAMED_STATEMENTS = "?prepared_statement_cache_size=0"
 DEAF = "did not reach the listen connection"
 NOTIFIER_LOGGER = "fastapi_equeue.backends.postgres.notifier"
@@ -62,12 +56,6 @@ DRAIN_TIMEOUT = 180.0
 SETTINGS = ("listen_url", "poll_only", "url_only")
 
 
-def database_of(url: str) -> str:
-    database = make_url(url).database
-    assert database
-    return database
-
-
 def pooled_url(pgbouncer: PgBouncer, direct_url: str) -> str:
     """``direct_url``'s database through the pooler, with no statement prepared by name."""
     return pgbouncer.url_for(database_of(direct_url)) + NO_NAMED_STATEMENTS
@@ -83,51 +71,13 @@ def options_for(setting: str, direct_url: str) -> dict[str, Any]:
 
 
 def environment_for(options: dict[str, Any]) -> dict[str, str]:
-    """The same keywords as ``pooled_app`` reads them from the environment."""
+    """The same keywords as ``worker_app`` reads them from the environment."""
     environment = {}
     if "listen_url" in options:
         environment["EQUEUE_LISTEN_URL"] = options["listen_url"]
     if options.get("poll_only"):
         environment["EQUEUE_POLL_ONLY"] = "1"
     return environment
-
-
-@pytest.fixture
-def workers(tmp_path: Path) -> Iterator[Workers]:
-    """Worker subprocesses (started by ``start_worker``); whatever still runs is killed."""
-    # Each worker gets its database URL from ``start_worker``, none from the pool.
-    pool = Workers("", tmp_path)
-    try:
-        yield pool
-    finally:
-        pool.stop_all()
-
-
-def start_worker(workers: Workers, name: str, **env: str) -> Worker:
-    """Start ``python -m fastapi_equeue.worker pooled_app:queue`` with ``env`` added."""
-    ledger = workers.directory / f"{name}.ledger"
-    log = workers.directory / f"{name}.log"
-    environment = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            [str(APP_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]
-        ),
-        "PYTHONUNBUFFERED": "1",
-        "EQUEUE_LEDGER": str(ledger),
-        **env,
-    }
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "fastapi_equeue.worker", TARGET],
-            cwd=workers.directory,
-            env=environment,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    worker = Worker(name, process, ledger, log)
-    workers.started.append(worker)
-    return worker
 
 
 def job_specs(round_number: int) -> tuple[list[str], list[dict[str, Any]]]:
@@ -188,7 +138,7 @@ async def test_two_workers_run_every_job_exactly_once_through_the_pooler(
 
     # The enqueuing app goes through the pooler too; starting it applies the schema.
     async with build_queue(url, concurrency=0, **options) as queue:
-        pair = [start_worker(workers, name, EQUEUE_URL=url, **env) for name in ("w1", "w2")]
+        pair = [workers.start(name, database_url=url, **env) for name in ("w1", "w2")]
         await workers.serving(*pair)
 
         started = time.monotonic()

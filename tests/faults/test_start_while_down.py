@@ -15,27 +15,24 @@ import logging
 import os
 import re
 import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
 
 from fastapi_equeue import DatabaseUnavailable, Job, JobStatus, QueueClient
 from fastapi_equeue.api.http_errors import UNAVAILABLE
 from fastapi_equeue.testing import eventually
 from tests.faults.cluster import ThrowawayCluster
 from tests.faults.down_app import build_queue
-from tests.faults.harness import HOST, free_port
+from tests.faults.harness import HOST, database_of, free_port
 from tests.faults.proxy import TcpProxy
+from tests.process.conftest import Worker, Workers, until
 
 APP_DIR = Path(__file__).parent
-POLL = 0.05
 # Python, the package and (for uvicorn) FastAPI import before the first try: slow on a busy box.
 START_TIMEOUT = 30.0
 # The backoff doubles from 0.5 s, jittered 0.75-1.0: tries at about 0, 0.5, 1.5, 3.5 and 7.5 s.
@@ -44,7 +41,6 @@ UP_TRY = 4
 REACH_TIMEOUT = 10.0
 JOB_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
-KILL_WAIT = 10.0
 FIRST_BACKOFF = 0.5
 # A sleep overruns on a loaded machine; a refused connect takes a millisecond.
 LATE_SLACK = 1.0
@@ -63,137 +59,39 @@ REACHED = re.compile(r" INFO fastapi_equeue: reached the job database after (?P<
 TIMESTAMP = "%Y-%m-%d %H:%M:%S,%f"
 
 
-def database_of(url: str) -> str:
-    database = make_url(url).database
-    assert database
-    return database
+def start_down_app(workers: Workers, name: str, command: list[str], database_url: str) -> Worker:
+    """Start ``python -m *command`` on ``down_app`` in a session of its own (so that teardown
+    kills its children too)."""
+    env = {"EQUEUE_URL": database_url}
+    return workers.spawn(name, ["-m", *command], env=env, app_dir=APP_DIR, session=True)
 
 
-@dataclass
-class Spawned:
-    """One subprocess running ``down_app``, its log (stdout and stderr) and its ledger."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-    ledger: Path
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def text(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace") if self.log.exists() else ""
-
-    def lines(self) -> list[str]:
-        return self.text().splitlines()
-
-    def output(self, limit: int = 8000) -> str:
-        return f"--- {self.name} (pid {self.process.pid}) output ---\n{self.text()[-limit:]}"
-
-    def has(self, fragment: str) -> bool:
-        return fragment in self.text()
-
-    def ledger_lines(self) -> list[str]:
-        return self.ledger.read_text(encoding="utf-8").splitlines() if self.ledger.exists() else []
-
-    async def until(
-        self, condition: Callable[[], bool | Awaitable[bool]], *, what: str, timeout: float
-    ) -> None:
-        """Poll ``condition`` until it holds; fail after ``timeout`` or if the process exits."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            held = condition()
-            if not isinstance(held, bool):
-                held = await held
-            if held:
-                return
-            if not self.alive():
-                raise AssertionError(
-                    f"{self.name} exited with {self.process.returncode} while waiting for "
-                    f"{what}\n{self.output()}"
-                )
-            if loop.time() > deadline:
-                raise AssertionError(
-                    f"timed out after {timeout}s waiting for {what}\n{self.output()}"
-                )
-            await asyncio.sleep(POLL)
-
-    async def logged_try(self, n: int) -> None:
-        """Wait until the process has logged its ``n``-th failed try."""
-
-        def logged() -> bool:
-            return len(outage_tries(self.lines())) >= n
-
-        await self.until(logged, what=f"outage try {n} to be logged", timeout=START_TIMEOUT)
-
-    async def exited(self, timeout: float) -> int:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while (code := self.process.poll()) is None:
-            if loop.time() > deadline:
-                raise AssertionError(f"{self.name} did not exit within {timeout}s\n{self.output()}")
-            await asyncio.sleep(POLL)
-        return code
+def start_worker(workers: Workers, database_url: str) -> Worker:
+    """``python -m fastapi_equeue.worker down_app:queue``."""
+    command = ["fastapi_equeue.worker", "down_app:queue"]
+    return start_down_app(workers, "worker", command, database_url)
 
 
-class Spawner:
-    """Starts ``down_app`` subprocesses in their own sessions; the fixture kills leftovers."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.started: list[Spawned] = []
-
-    def start(self, name: str, command: list[str], database_url: str) -> Spawned:
-        log = self.directory / f"{name}.log"
-        ledger = self.directory / f"{name}.ledger"
-        environment = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(
-                [str(APP_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]
-            ),
-            "PYTHONUNBUFFERED": "1",
-            "EQUEUE_URL": database_url,
-            "EQUEUE_LEDGER": str(ledger),
-        }
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", *command],
-                cwd=self.directory,
-                env=environment,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        spawned = Spawned(name, process, log, ledger)
-        self.started.append(spawned)
-        return spawned
-
-    def worker(self, database_url: str) -> Spawned:
-        """``python -m fastapi_equeue.worker down_app:queue``."""
-        return self.start("worker", ["fastapi_equeue.worker", "down_app:queue"], database_url)
-
-    def uvicorn(self, database_url: str, port: int) -> Spawned:
-        """``uvicorn down_app:app`` (one process, running in-process workers)."""
-        command = ["uvicorn", "down_app:app", "--host", HOST, "--port", str(port)]
-        return self.start("uvicorn", command, database_url)
-
-    def kill_all(self) -> None:
-        for spawned in self.started:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(spawned.process.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                spawned.process.wait(KILL_WAIT)
+def start_uvicorn(workers: Workers, database_url: str, port: int) -> Worker:
+    """``uvicorn down_app:app`` (one process, running in-process workers)."""
+    command = ["uvicorn", "down_app:app", "--host", HOST, "--port", str(port)]
+    return start_down_app(workers, "uvicorn", command, database_url)
 
 
-@pytest.fixture
-def spawner(tmp_path: Path) -> Iterator[Spawner]:
-    pool = Spawner(tmp_path)
-    try:
-        yield pool
-    finally:
-        pool.kill_all()
+async def until_alive(
+    spawned: Worker, condition: Callable[[], bool | Awaitable[bool]], *, what: str, timeout: float
+) -> None:
+    """Poll ``condition`` until it holds; fail after ``timeout`` or if ``spawned`` exits."""
+    await until(condition, what=what, timeout=timeout, watch=[spawned], report=spawned.output)
+
+
+async def logged_try(spawned: Worker, n: int) -> None:
+    """Wait until ``spawned`` has logged its ``n``-th failed try."""
+
+    def logged() -> bool:
+        return len(outage_tries(spawned.text().splitlines())) >= n
+
+    await until_alive(spawned, logged, what=f"outage try {n} to be logged", timeout=START_TIMEOUT)
 
 
 @pytest.fixture
@@ -230,11 +128,11 @@ def outage_tries(lines: list[str]) -> list[Try]:
     return tries
 
 
-def check_backoff(spawned: Spawned) -> list[float]:
+def check_backoff(spawned: Worker) -> list[float]:
     """Every outage line is one try, numbered 1, 2, 3...; the gaps between tries follow the
     backoff (0.5 s doubling, jittered 0.75-1.0), so each is longer than the one before. Returns
     the gaps, in seconds."""
-    lines = spawned.lines()
+    lines = spawned.text().splitlines()
     tries = outage_tries(lines)
     assert tries, spawned.output()
     assert [t.number for t in tries] == list(range(1, len(tries) + 1)), spawned.output()
@@ -248,14 +146,14 @@ def check_backoff(spawned: Spawned) -> list[float]:
     return gaps
 
 
-def reached_after(spawned: Spawned) -> float:
+def reached_after(spawned: Worker) -> float:
     """The ``reached the job database after X.Xs`` figure (the line must be there)."""
-    found = [m for line in spawned.lines() if (m := REACHED.search(line))]
+    found = [m for line in spawned.text().splitlines() if (m := REACHED.search(line))]
     assert len(found) == 1, spawned.output()
     return float(found[0]["after"])
 
 
-def assert_no_traceback(spawned: Spawned) -> None:
+def assert_no_traceback(spawned: Worker) -> None:
     assert "Traceback" not in spawned.text(), spawned.output()
     assert " ERROR " not in spawned.text(), spawned.output()
 
@@ -310,10 +208,10 @@ async def test_queue_started_while_refused_runs_jobs_once_the_database_answers(
 
 @pytest.mark.process
 async def test_app_started_while_down_answers_503_then_runs_jobs(
-    refused_url: str, tcp_proxy: TcpProxy, spawner: Spawner
+    refused_url: str, tcp_proxy: TcpProxy, workers: Workers
 ) -> None:
     port = free_port()
-    server = spawner.uvicorn(refused_url, port)
+    server = start_uvicorn(workers, refused_url, port)
     async with httpx.AsyncClient(base_url=f"http://{HOST}:{port}", timeout=5) as http:
 
         async def docs_served() -> bool:
@@ -322,8 +220,8 @@ async def test_app_started_while_down_answers_503_then_runs_jobs(
             except httpx.TransportError:
                 return False
 
-        await server.until(docs_served, what="the app to serve /docs", timeout=START_TIMEOUT)
-        assert server.has("Application startup complete"), server.output()
+        await until_alive(server, docs_served, what="the app to serve /docs", timeout=START_TIMEOUT)
+        assert "Application startup complete" in server.text(), server.output()
         assert (await http.get("/openapi.json")).status_code == 200
 
         for method, path, body in (
@@ -337,7 +235,7 @@ async def test_app_started_while_down_answers_503_then_runs_jobs(
             assert answer.headers["retry-after"] == "1"
 
         # Down a few seconds (the backoff has grown to 2 s), then the database comes back.
-        await server.logged_try(UP_TRY)
+        await logged_try(server, UP_TRY)
         assert server.alive()
         loop = asyncio.get_running_loop()
         await asyncio.to_thread(tcp_proxy.heal)
@@ -357,7 +255,7 @@ async def test_app_started_while_down_answers_503_then_runs_jobs(
             submitted["answer"] = answer
             return True
 
-        await server.until(accepted, what="POST /jobs to be accepted", timeout=REACH_TIMEOUT)
+        await until_alive(server, accepted, what="POST /jobs to be accepted", timeout=REACH_TIMEOUT)
         accepted_after = loop.time() - up
         answer = submitted["answer"]
         assert answer.status_code == 201, answer.text
@@ -367,14 +265,14 @@ async def test_app_started_while_down_answers_503_then_runs_jobs(
             job = (await http.get(f"/jobs/{job_id}")).json()
             return bool(job["status"] == JobStatus.COMPLETED)
 
-        await server.until(completed, what="the job to complete", timeout=JOB_TIMEOUT)
+        await until_alive(server, completed, what="the job to complete", timeout=JOB_TIMEOUT)
         completed_after = loop.time() - up
         job = (await http.get(f"/jobs/{job_id}")).json()
 
     assert job["result"] == server.process.pid
-    assert server.ledger_lines() == [f"after {server.process.pid}"]
+    assert server.tokens() == ["after"]
     gaps = check_backoff(server)
-    assert server.has("INFO fastapi_equeue: applied migrations"), server.output()
+    assert "INFO fastapi_equeue: applied migrations" in server.text(), server.output()
     reached = reached_after(server)
     assert_no_traceback(server)
     assert '" 500' not in server.text(), server.output()
@@ -394,16 +292,16 @@ async def test_app_started_while_down_answers_503_then_runs_jobs(
 
 @pytest.mark.process
 async def test_worker_started_while_the_cluster_is_stopped_waits_then_works(
-    cluster: ThrowawayCluster, cluster_db: str, spawner: Spawner
+    cluster: ThrowawayCluster, cluster_db: str, workers: Workers
 ) -> None:
     await asyncio.to_thread(cluster.stop, "fast")
-    worker = spawner.worker(cluster_db)
+    worker = start_worker(workers, cluster_db)
 
     # It does not exit: it keeps trying, one line per try, and does not claim to be running.
-    await worker.logged_try(UP_TRY)
+    await logged_try(worker, UP_TRY)
     assert worker.alive()
-    assert not worker.has("worker running"), worker.output()
-    tries_while_down = len(outage_tries(worker.lines()))
+    assert "worker running" not in worker.text(), worker.output()
+    tries_while_down = len(outage_tries(worker.text().splitlines()))
 
     loop = asyncio.get_running_loop()
     await asyncio.to_thread(cluster.start)
@@ -416,9 +314,9 @@ async def test_worker_started_while_the_cluster_is_stopped_waits_then_works(
     assert done.status is JobStatus.COMPLETED
     assert done.result == worker.process.pid
     assert completed_after < REACH_TIMEOUT, completed_after
-    assert worker.ledger_lines() == [f"after {worker.process.pid}"]
-    await worker.until(lambda: worker.has("worker running"), what="worker running", timeout=5)
-    lines = worker.lines()
+    assert worker.tokens() == ["after"]
+    await until_alive(worker, worker.running, what="worker running", timeout=5)
+    lines = worker.text().splitlines()
     reached_at = next(i for i, line in enumerate(lines) if REACHED.search(line))
     running_at = next(i for i, line in enumerate(lines) if "worker running" in line)
     assert reached_at < running_at, worker.output()
@@ -440,11 +338,11 @@ async def test_worker_started_while_the_cluster_is_stopped_waits_then_works(
 
 @pytest.mark.process
 async def test_worker_stopped_while_the_database_is_down_exits_cleanly(
-    refused_url: str, spawner: Spawner
+    refused_url: str, workers: Workers
 ) -> None:
-    worker = spawner.worker(refused_url)
+    worker = start_worker(workers, refused_url)
     # Past the first try: the worker sleeps in its backoff when the signal comes.
-    await worker.logged_try(2)
+    await logged_try(worker, 2)
 
     loop = asyncio.get_running_loop()
     worker.process.send_signal(signal.SIGTERM)
@@ -452,8 +350,8 @@ async def test_worker_stopped_while_the_database_is_down_exits_cleanly(
     assert await worker.exited(STOP_TIMEOUT) == 0, worker.output()
     exited_after = loop.time() - signalled
 
-    assert worker.has("received SIGTERM"), worker.output()
-    assert not worker.has("worker running"), worker.output()
-    assert not worker.has("reached the job database"), worker.output()
+    assert "received SIGTERM" in worker.text(), worker.output()
+    assert "worker running" not in worker.text(), worker.output()
+    assert "reached the job database" not in worker.text(), worker.output()
     assert_no_traceback(worker)
     report(test="worker/sigterm-while-down", exited_after=f"{exited_after:.2f}s")

@@ -2,7 +2,9 @@
 (always killed at teardown), and a look into the tables to wait on, with deadlines.
 
 The workers run ``python -m fastapi_equeue.worker worker_app:queue`` from a temporary directory,
-so they use the installed package and find ``worker_app`` through ``PYTHONPATH`` alone.
+and find ``worker_app`` through ``PYTHONPATH``, which holds its folder and, for ``tests.apps``,
+which every app imports, the repository root. ``Worker``, ``Workers`` and ``until`` serve the
+other tests that start subprocesses too (``tests/faults``).
 """
 
 import asyncio
@@ -12,7 +14,15 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Container,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +34,7 @@ from tests.conftest import pg_dsn
 from tests.process.worker_app import build_queue
 
 APP_DIR = Path(__file__).parent
+REPO_ROOT = APP_DIR.parent.parent
 TARGET = "worker_app:queue"
 POLL = 0.05
 # Deadlines for conditions that normally hold within a second or two; generous for a busy machine.
@@ -31,14 +42,23 @@ START_TIMEOUT = 30.0
 KILL_WAIT = 10.0
 
 
+def python_path(app_dir: Path) -> str:
+    """``PYTHONPATH`` for a subprocess that runs an app of ``app_dir`` by its bare name: that
+    folder, the repository root (for ``tests.apps``), then whatever ``PYTHONPATH`` we have."""
+    inherited = filter(None, [os.environ.get("PYTHONPATH")])
+    return os.pathsep.join([str(app_dir), str(REPO_ROOT), *inherited])
+
+
 @dataclass
 class Worker:
-    """One standalone worker subprocess, its ledger and its log."""
+    """One subprocess (a standalone worker, or uvicorn), its ledger and its log; ``session``
+    if it leads a session of its own, which ``kill()`` kills whole."""
 
     name: str
     process: subprocess.Popen[bytes]
     ledger: Path
     log: Path
+    session: bool = False
 
     @property
     def pid(self) -> int:
@@ -56,16 +76,28 @@ class Worker:
         return [line.split(" ", 1)[0] for line in lines]
 
     def running(self) -> bool:
-        """Whether the worker serves (it logs so once its runtime is up)."""
-        return "worker running" in self.output()
+        """Whether the worker serves (it logs so once its runtime is up): its whole log, not
+        only its end, which a chatty worker soon pushes the line out of."""
+        return "worker running" in self.text()
+
+    def text(self) -> str:
+        """The whole of the worker's stdout and stderr so far."""
+        return self.log.read_text(encoding="utf-8", errors="replace") if self.log.exists() else ""
 
     def output(self, limit: int = 6000) -> str:
         """The end of the worker's stdout and stderr, for failure messages."""
-        text = self.log.read_text(encoding="utf-8", errors="replace") if self.log.exists() else ""
-        return f"--- {self.name} (pid {self.pid}) output ---\n{text[-limit:]}"
+        return f"--- {self.name} (pid {self.pid}) output ---\n{self.text()[-limit:]}"
 
     def send(self, signum: signal.Signals) -> None:
         self.process.send_signal(signum)
+
+    def kill(self) -> None:
+        """SIGKILL the process, or its whole session (children that outlived it included)."""
+        if self.session:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)
+        elif self.alive():
+            self.process.kill()
 
     async def exited(self, timeout: float) -> int:
         """Wait (polling, without blocking the loop) for the process to exit; its return code."""
@@ -80,7 +112,8 @@ class Worker:
 
 @dataclass
 class Workers:
-    """Starts worker subprocesses against one database; the fixture kills leftovers."""
+    """Starts worker subprocesses against one database (``start``), or any app's subprocess
+    (``spawn``); the fixture kills leftovers."""
 
     database_url: str
     directory: Path
@@ -97,29 +130,46 @@ class Workers:
 
         ``env`` adds variables such as ``EQUEUE_STALLED_AFTER`` or ``LONG_SECONDS``.
         """
+        defaults = {
+            "EQUEUE_URL": database_url or self.database_url,
+            "EQUEUE_EXECUTIONS": str(self.executions),
+        }
+        command = ["-m", "fastapi_equeue.worker", TARGET, *args]
+        return self.spawn(name, command, env={**defaults, **env})
+
+    def spawn(
+        self,
+        name: str,
+        command: Sequence[str],
+        *,
+        env: dict[str, str],
+        app_dir: Path = APP_DIR,
+        session: bool = False,
+    ) -> Worker:
+        """Start ``python *command`` in the directory, with ``app_dir`` on ``PYTHONPATH`` (see
+        ``python_path``), its output in ``<name>.log`` and ``EQUEUE_LEDGER`` set to
+        ``<name>.ledger``; ``env`` adds variables (or overrides those). With ``session``, the
+        process leads a new session, so that ``stop_all`` kills its children too."""
         ledger = self.directory / f"{name}.ledger"
         log = self.directory / f"{name}.log"
         environment = {
             **os.environ,
-            "PYTHONPATH": os.pathsep.join(
-                [str(APP_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]
-            ),
+            "PYTHONPATH": python_path(app_dir),
             "PYTHONUNBUFFERED": "1",
-            "EQUEUE_URL": database_url or self.database_url,
             "EQUEUE_LEDGER": str(ledger),
-            "EQUEUE_EXECUTIONS": str(self.executions),
             **env,
         }
         with log.open("wb") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", "fastapi_equeue.worker", TARGET, *args],
+                [sys.executable, *command],
                 cwd=self.directory,
                 env=environment,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                start_new_session=session,
             )
-        worker = Worker(name, process, ledger, log)
+        worker = Worker(name, process, ledger, log, session)
         self.started.append(worker)
         return worker
 
@@ -136,20 +186,8 @@ class Workers:
     ) -> None:
         """Poll ``condition`` every 50 ms until it holds; fail after ``timeout`` seconds, or at
         once if one of the ``alive`` workers (by default: every one started) exits meanwhile."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not await condition():
-            for worker in self.started if alive is None else alive:
-                if not worker.alive():
-                    raise AssertionError(
-                        f"{worker.name} exited with {worker.process.returncode} while waiting "
-                        f"for {what}\n{worker.output()}"
-                    )
-            if loop.time() > deadline:
-                raise AssertionError(
-                    f"timed out after {timeout}s waiting for {what}\n{self.output()}"
-                )
-            await asyncio.sleep(POLL)
+        watched = self.started if alive is None else alive
+        await until(condition, what=what, timeout=timeout, watch=watched, report=self.output)
 
     async def serving(self, *workers: Worker) -> None:
         """Wait until every one of ``workers`` serves (by its log: any database)."""
@@ -161,12 +199,43 @@ class Workers:
 
     def stop_all(self) -> None:
         for worker in self.started:
-            if worker.process.poll() is None:
-                worker.process.kill()
+            worker.kill()
         for worker in self.started:
             # SIGKILL cannot be ignored; the bound only keeps a stuck kernel from hanging the run.
             with contextlib.suppress(subprocess.TimeoutExpired):
                 worker.process.wait(KILL_WAIT)
+
+
+async def until(
+    condition: Callable[[], bool | Awaitable[bool]],
+    *,
+    what: str,
+    timeout: float,
+    watch: Iterable[Worker],
+    report: Callable[[], str],
+    spared: Container[int] = (),
+) -> None:
+    """Poll ``condition`` (plain or async) every 50 ms until it holds. Fail at once if one of
+    the ``watch`` processes exits meanwhile with a code not in ``spared`` (such as
+    ``-signal.SIGKILL`` for processes the test kills), showing its output; fail after
+    ``timeout`` seconds, showing ``report()``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        held = condition()
+        if not isinstance(held, bool):
+            held = await held
+        if held:
+            return
+        for worker in watch:
+            code = worker.process.poll()
+            if code is not None and code not in spared:
+                raise AssertionError(
+                    f"{worker.name} exited with {code} while waiting for {what}\n{worker.output()}"
+                )
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{report()}")
+        await asyncio.sleep(POLL)
 
 
 class Database:

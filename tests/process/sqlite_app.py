@@ -1,17 +1,12 @@
-"""The app of the SQLite pressure tests, run in subprocesses with this folder on ``PYTHONPATH``:
-``uvicorn sqlite_app:app`` (the REST API, with in-process workers unless ``EQUEUE_CONCURRENCY``
-is 0) and ``python -m fastapi_equeue.worker sqlite_app:queue``.
+"""The app of the SQLite pressure tests, run in subprocesses with this folder and the repository
+root on ``PYTHONPATH``: ``uvicorn sqlite_app:app`` (the REST API, with in-process workers unless
+``EQUEUE_CONCURRENCY`` is 0) and ``python -m fastapi_equeue.worker sqlite_app:queue``.
 
-``queue`` and ``app`` are built on first access from the environment, so importing the module
-needs none of it:
-
-- ``EQUEUE_URL`` (required): the SQLite database;
-- ``EQUEUE_CONCURRENCY``, ``EQUEUE_POLL_INTERVAL``, ``EQUEUE_HEARTBEAT_INTERVAL``,
-  ``EQUEUE_STALLED_AFTER``, ``EQUEUE_SHUTDOWN_GRACE``: the ``EQueue`` options;
-- ``EQUEUE_LEDGER``: a file to which every task body that finishes appends ``"<token> <pid>"``
-  (one ``write`` on an ``O_APPEND`` descriptor per line);
-- ``EQUEUE_MARKS``: a directory shared by every process, where ``fails_once`` and ``hold_once``
-  mark a token's first run (``O_CREAT | O_EXCL``: exactly one run is the first).
+``queue`` and ``app`` are built on first access from the environment (``tests.apps`` reads
+``EQUEUE_URL``, the SQLite database, the ``EQueue`` options and ``EQUEUE_LEDGER``), so importing
+the module needs none of it. Besides, ``EQUEUE_MARKS`` is a directory shared by every process,
+where ``fails_once`` and ``hold_once`` mark a token's first run (``O_CREAT | O_EXCL``: exactly one
+run is the first).
 
 Besides ``equeue.router``, the app has ``POST /signups/{token}``: a row of the host's own table
 (``signups``, which the test creates) and a ``quick`` job written in one host transaction, and
@@ -28,6 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 
 import fastapi_equeue as equeue
 from fastapi_equeue import EQueue, QueueClient
+from tests import apps
+from tests.apps import record
 
 DEFAULTS: dict[str, Any] = {
     "concurrency": 8,
@@ -36,29 +33,8 @@ DEFAULTS: dict[str, Any] = {
     "stalled_after": 15.0,
     "shutdown_grace": 2.0,
 }
-_ENV = {
-    "concurrency": ("EQUEUE_CONCURRENCY", int),
-    "poll_interval": ("EQUEUE_POLL_INTERVAL", float),
-    "heartbeat_interval": ("EQUEUE_HEARTBEAT_INTERVAL", float),
-    "stalled_after": ("EQUEUE_STALLED_AFTER", float),
-    "shutdown_grace": ("EQUEUE_SHUTDOWN_GRACE", float),
-}
 # The host's own engine waits as long for the write lock as the queue's connections do.
 HOST_BUSY_TIMEOUT = 30.0
-
-_ledger: int | None = None
-
-
-def record(token: str) -> int:
-    """Append ``"<token> <pid>"`` to this process's ledger (if it has one); return the pid."""
-    global _ledger
-    pid = os.getpid()
-    path = os.environ.get("EQUEUE_LEDGER")
-    if path:
-        if _ledger is None:
-            _ledger = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        os.write(_ledger, f"{token} {pid}\n".encode())
-    return pid
 
 
 def first_run(token: str) -> bool:
@@ -110,20 +86,12 @@ def build_queue(database_url: str, **options: Any) -> EQueue:
 
 def queue_from_env() -> EQueue:
     """The queue, configured by the environment (see the module docstring)."""
-    url = os.environ.get("EQUEUE_URL")
-    if not url:
-        raise RuntimeError("sqlite_app needs EQUEUE_URL to build its queue")
-    options: dict[str, Any] = {}
-    for option, (variable, kind) in _ENV.items():
-        if variable in os.environ:
-            options[option] = kind(os.environ[variable])
-    return build_queue(url, **options)
+    return build_queue(apps.database_url("sqlite_app"), **apps.options_from_env())
 
 
 def build_app(queue: EQueue, host_engine: AsyncEngine) -> FastAPI:
     """The REST API on ``queue``, plus the host's transactional signup route."""
-    app = FastAPI(lifespan=queue.lifespan)
-    app.include_router(equeue.router)
+    app = apps.api_app(queue)
     sessions = async_sessionmaker(host_engine, expire_on_commit=False)
 
     @app.post("/signups/{token}", status_code=201)
@@ -145,15 +113,19 @@ def build_app(queue: EQueue, host_engine: AsyncEngine) -> FastAPI:
     return app
 
 
-def __getattr__(name: str) -> Any:
-    # PEP 562: ``sqlite_app:queue`` and ``sqlite_app:app`` are built when first looked up.
-    if name not in ("queue", "app"):
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    queue = globals().get("queue") or queue_from_env()
+def queue_once() -> EQueue:
+    """The module's ``queue``: built from the environment on the first call, then kept."""
+    queue: EQueue = globals().get("queue") or queue_from_env()
     globals()["queue"] = queue
-    if name == "app":
-        engine = create_async_engine(
-            os.environ["EQUEUE_URL"], connect_args={"timeout": HOST_BUSY_TIMEOUT}
-        )
-        globals()["app"] = build_app(queue, engine)
-    return globals()[name]
+    return queue
+
+
+def app_from_env() -> FastAPI:
+    """The REST API on the module's ``queue``, with a host engine on the same file."""
+    engine = create_async_engine(
+        apps.database_url("sqlite_app"), connect_args={"timeout": HOST_BUSY_TIMEOUT}
+    )
+    return build_app(queue_once(), engine)
+
+
+__getattr__ = apps.built_on_first_access(globals(), queue=queue_once, app=app_from_env)

@@ -115,16 +115,15 @@ class Chaos:
 
 
 def serves(worker: Worker) -> bool:
-    """Whether the worker has logged its id (``Worker.running`` reads only the log's end)."""
-    return RUNNING.search(worker.log.read_text(encoding="utf-8", errors="replace")) is not None
+    """Whether the worker has logged that it runs, with its id."""
+    return RUNNING.search(worker.text()) is not None
 
 
 def worker_ids(workers: Workers) -> dict[str, int]:
     """Each worker id to the pid of the process that ran it, from the workers' logs."""
     ids = {}
     for worker in workers.started:
-        text = worker.log.read_text(encoding="utf-8", errors="replace")
-        for worker_id in RUNNING.findall(text):
+        for worker_id in RUNNING.findall(worker.text()):
             ids[worker_id] = worker.pid
     return ids
 

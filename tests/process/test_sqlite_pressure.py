@@ -10,12 +10,8 @@ the file or the API against a deadline; no assertion is about time.
 import asyncio
 import contextlib
 import json
-import os
 import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -26,7 +22,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.process.conftest import APP_DIR, KILL_WAIT, POLL, Worker
+from tests.faults.harness import free_port
+from tests.process.conftest import KILL_WAIT, Worker, Workers
+from tests.process.conftest import until as until_held
 
 pytestmark = pytest.mark.process
 
@@ -39,44 +37,17 @@ NOW = "(julianday('now') - 2440587.5) * 86400"
 FINAL = frozenset({"completed", "failed", "cancelled"})
 
 
-@dataclass
-class Processes:
-    """The API and worker subprocesses of one test, on one SQLite file; all killed at teardown."""
-
-    directory: Path
-    database: Path
-    started: list[Worker] = field(default_factory=list)
+class Processes(Workers):
+    """The API and worker subprocesses of one test, on one SQLite file (``equeue.db`` in the
+    directory, the pool's database); all killed at teardown."""
 
     @property
-    def url(self) -> str:
-        return f"sqlite+aiosqlite:///{self.database}"
+    def database(self) -> Path:
+        return self.directory / "equeue.db"
 
     def _start(self, name: str, command: list[str], env: dict[str, str]) -> Worker:
-        ledger = self.directory / f"{name}.ledger"
-        log = self.directory / f"{name}.log"
-        environment = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(
-                [str(APP_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]
-            ),
-            "PYTHONUNBUFFERED": "1",
-            "EQUEUE_URL": self.url,
-            "EQUEUE_LEDGER": str(ledger),
-            "EQUEUE_MARKS": str(self.directory / "marks"),
-            **env,
-        }
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, *command],
-                cwd=self.directory,
-                env=environment,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        started = Worker(name, process, ledger, log)
-        self.started.append(started)
-        return started
+        shared = {"EQUEUE_URL": self.database_url, "EQUEUE_MARKS": str(self.directory / "marks")}
+        return self.spawn(name, command, env={**shared, **env})
 
     def api(self, name: str, port: int, **env: str) -> Worker:
         """``uvicorn sqlite_app:app`` on ``127.0.0.1:port``.
@@ -93,16 +64,13 @@ class Processes:
         """``python -m fastapi_equeue.worker sqlite_app:queue``."""
         return self._start(name, ["-m", "fastapi_equeue.worker", "sqlite_app:queue"], env)
 
-    def output(self) -> str:
-        return "\n".join(process.output() for process in self.started)
-
     def forbidden_lines(self) -> list[str]:
         """Every logged line, in any process, that names a forbidden error."""
         return [
             f"{process.name}: {line}"
             for process in self.started
             if process.log.exists()
-            for line in process.log.read_text(encoding="utf-8", errors="replace").splitlines()
+            for line in process.text().splitlines()
             if any(word in line for word in FORBIDDEN)
         ]
 
@@ -131,14 +99,6 @@ class Processes:
             f"cancel): {unfinished}\nworkers (id, pid, beat): {workers}"
         )
 
-    def stop_all(self) -> None:
-        for process in self.started:
-            if process.alive():
-                process.process.kill()
-        for process in self.started:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.process.wait(KILL_WAIT)
-
 
 @pytest.fixture
 def processes(tmp_path: Path) -> Iterator[Processes]:
@@ -148,7 +108,7 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
     with contextlib.closing(sqlite3.connect(database)) as conn:
         conn.execute("CREATE TABLE signups (token TEXT PRIMARY KEY)")
         conn.commit()
-    pool = Processes(tmp_path, database)
+    pool = Processes(f"sqlite+aiosqlite:///{database}", tmp_path)
     try:
         yield pool
     finally:
@@ -212,34 +172,18 @@ async def until(
 ) -> None:
     """Poll ``condition`` every 50 ms until it holds; fail after ``timeout`` seconds, or at once
     if one of the started processes that is not killed exits meanwhile."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        held = condition()
-        if not isinstance(held, bool):
-            held = await held
-        if held:
-            return
-        for process in processes.started:
-            code = process.process.poll()
-            if code is not None and code != -signal.SIGKILL:
-                raise AssertionError(
-                    f"{process.name} exited with {code} while waiting for {what}\n"
-                    f"{process.output()}"
-                )
-        if loop.time() > deadline:
-            raise AssertionError(
-                f"timed out after {timeout}s waiting for {what}\n{processes.jobs_summary()}\n"
-                f"{processes.output()}"
-            )
-        await asyncio.sleep(POLL)
 
+    def report() -> str:
+        return f"{processes.jobs_summary()}\n{processes.output()}"
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    await until_held(
+        condition,
+        what=what,
+        timeout=timeout,
+        watch=processes.started,
+        report=report,
+        spared={-signal.SIGKILL},
+    )
 
 
 @contextlib.asynccontextmanager
@@ -300,11 +244,6 @@ class Calls:
         return by_kind
 
 
-def running(worker: Worker) -> bool:
-    """Whether the standalone ``worker`` serves: its whole log, not only its end, says so."""
-    return worker.log.exists() and "worker running" in worker.log.read_text(errors="replace")
-
-
 def ledger(*processes: Worker) -> Counter[str]:
     """How many times each token's task body finished, across ``processes``."""
     return Counter(token for process in processes for token in process.tokens())
@@ -317,7 +256,7 @@ async def test_api_and_worker_take_concurrent_writes_on_one_file(processes: Proc
     worker = processes.worker("worker", EQUEUE_CONCURRENCY="8")
     async with http_client(port) as http:
         await serving(http, api, processes)
-        await until(lambda: running(worker), what="the worker to run", processes=processes)
+        await until(worker.running, what="the worker to run", processes=processes)
         calls = Calls(http)
         started = time.monotonic()
 
@@ -467,7 +406,7 @@ async def test_killed_api_and_worker_leave_a_file_the_next_ones_recover(
     acknowledged: set[str] = set()
     async with http_client(port) as http:
         await serving(http, api, processes)
-        await until(lambda: running(doomed), what="the worker to run", processes=processes)
+        await until(doomed.running, what="the worker to run", processes=processes)
         calls = Calls(http)
         held = await asyncio.gather(
             *(calls.submit("submit", "hold_once", f"h{n}") for n in range(8))
@@ -531,7 +470,7 @@ async def test_killed_api_and_worker_leave_a_file_the_next_ones_recover(
     rescuer = processes.worker("worker-2", EQUEUE_CONCURRENCY="8", **intervals)
     async with http_client(port) as http:
         await serving(http, api, processes)
-        await until(lambda: running(rescuer), what="the new worker to run", processes=processes)
+        await until(rescuer.running, what="the new worker to run", processes=processes)
         serving_after = time.monotonic() - killed_at
         calls = Calls(http)
         look = Look(processes.database)

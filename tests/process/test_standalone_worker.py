@@ -4,6 +4,7 @@ line. Every wait polls the database against a deadline; no assertion is about ti
 """
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 from fastapi import Depends, FastAPI
 
 from fastapi_equeue import Job, JobStatus, QueueClient, get_queue
-from tests.process.conftest import APP_DIR, Database, Worker, Workers
+from tests.process.conftest import APP_DIR, REPO_ROOT, Database, Worker, Workers
 from tests.process.worker_app import build_queue
 
 pytestmark = pytest.mark.process
@@ -202,7 +203,7 @@ async def test_second_signal_stops_without_waiting_for_the_grace(
     worker.send(signal.SIGTERM)
 
     async def first_signal_seen() -> bool:
-        return "shutting down gracefully" in worker.output()
+        return "shutting down gracefully" in worker.text()
 
     # Two signals sent back to back may reach the process as one: send the second once the first
     # is handled.
@@ -223,7 +224,7 @@ def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         cwd=tmp_path,
         env={
             "PATH": "/usr/bin:/bin",
-            "PYTHONPATH": str(APP_DIR),
+            "PYTHONPATH": os.pathsep.join([str(APP_DIR), str(REPO_ROOT)]),
             # Never connected to: every case here stops before the worker starts.
             "EQUEUE_URL": f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}",
         },

@@ -6,13 +6,10 @@ jobs the dead child held are taken back once it has been silent for ``stalled_af
 again; no other job runs twice. Every wait polls the database against a deadline.
 """
 
-import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -24,7 +21,9 @@ import httpx
 import pytest
 
 from tests.conftest import pg_dsn
-from tests.process.conftest import APP_DIR, POLL
+from tests.faults.harness import free_port
+from tests.process.conftest import Worker, Workers
+from tests.process.conftest import until as until_held
 
 pytestmark = pytest.mark.process
 
@@ -44,14 +43,16 @@ STOP_TIMEOUT = 30.0
 class Uvicorn:
     """``uvicorn web_app:app --workers 2`` in its own session (so teardown reaches every child)."""
 
-    process: subprocess.Popen[bytes]
+    started: Worker
     port: int
-    log: Path
-    ledger: Path
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        return self.started.process
 
     @property
     def pid(self) -> int:
-        return self.process.pid
+        return self.started.pid
 
     def children(self) -> set[int]:
         """The pids of the uvicorn parent's live children."""
@@ -61,84 +62,48 @@ class Uvicorn:
         return {int(pid) for pid in path.read_text().split()}
 
     def output(self) -> str:
-        text = self.log.read_text(encoding="utf-8", errors="replace") if self.log.exists() else ""
-        return f"--- uvicorn (pid {self.pid}) output ---\n{text[-8000:]}"
+        return self.started.output(limit=8000)
 
     def ledger_tokens(self) -> list[tuple[str, int]]:
-        if not self.ledger.exists():
+        if not self.started.ledger.exists():
             return []
-        lines = self.ledger.read_text(encoding="utf-8").splitlines()
+        lines = self.started.ledger.read_text(encoding="utf-8").splitlines()
         return [(token, int(pid)) for token, pid in (line.split() for line in lines)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
 def uvicorn(process_url: str, tmp_path: Path) -> Iterator[Uvicorn]:
     port = free_port()
-    log = tmp_path / "uvicorn.log"
-    ledger = tmp_path / "ledger"
     env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            [str(APP_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]
-        ),
-        "PYTHONUNBUFFERED": "1",
         "EQUEUE_URL": process_url,
-        "EQUEUE_LEDGER": str(ledger),
         "EQUEUE_CONCURRENCY": str(CONCURRENCY),
         "EQUEUE_HEARTBEAT_INTERVAL": str(HEARTBEAT),
         "EQUEUE_STALLED_AFTER": str(STALLED_AFTER),
         "EQUEUE_POLL_INTERVAL": "0.2",
     }
     command = [
-        sys.executable, "-m", "uvicorn", "web_app:app", "--workers", "2",
+        "-m", "uvicorn", "web_app:app", "--workers", "2",
         "--host", "127.0.0.1", "--port", str(port),
     ]  # fmt: skip
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command,
-            cwd=tmp_path,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = Uvicorn(process, port, log, ledger)
+    pool = Workers(process_url, tmp_path)
+    server = Uvicorn(pool.spawn("uvicorn", command, env=env, session=True), port)
     try:
         yield server
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+        if server.process.poll() is None:
+            server.process.send_signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(STOP_TIMEOUT)
+                server.process.wait(STOP_TIMEOUT)
         # Whatever of its session is left (a child that outlived its parent) is killed.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(10)
+        pool.stop_all()
 
 
 async def until(
     condition: Callable[[], Awaitable[bool]], *, what: str, timeout: float, server: Uvicorn
 ) -> None:
     """Poll ``condition`` until it holds; fail after ``timeout`` or if uvicorn exits."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await condition():
-        if server.process.poll() is not None:
-            raise AssertionError(f"uvicorn exited while waiting for {what}\n{server.output()}")
-        if loop.time() > deadline:
-            raise AssertionError(
-                f"timed out after {timeout}s waiting for {what}\n{server.output()}"
-            )
-        await asyncio.sleep(POLL)
+    watch = [server.started]
+    await until_held(condition, what=what, timeout=timeout, watch=watch, report=server.output)
 
 
 @pytest.mark.postgres_only

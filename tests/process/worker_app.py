@@ -1,15 +1,10 @@
 """The app that the process tests' worker subprocesses run: ``python -m fastapi_equeue.worker
-worker_app:queue`` with this folder on ``PYTHONPATH``.
+worker_app:queue`` with this folder and the repository root on ``PYTHONPATH``.
 
-``queue`` is built on first access from the environment, so importing the module (as the tests do,
-for ``build_queue``) needs none of it:
+``queue`` is built on first access from the environment (``tests.apps`` reads ``EQUEUE_URL``,
+the ``EQueue`` options and ``EQUEUE_LEDGER``), so importing the module (as the tests do, for
+``build_queue``) needs none of it. Besides:
 
-- ``EQUEUE_URL`` (required): the database;
-- ``EQUEUE_CONCURRENCY``, ``EQUEUE_POLL_INTERVAL``, ``EQUEUE_HEARTBEAT_INTERVAL``,
-  ``EQUEUE_STALLED_AFTER``, ``EQUEUE_SHUTDOWN_GRACE``: the ``EQueue`` options;
-- ``EQUEUE_LEDGER``: a file to which every task body that finishes appends ``"<token> <pid>"``
-  (one file per process; each line is one ``write`` on an ``O_APPEND`` descriptor, so it is on
-  disk, whole, as soon as the task returns);
 - ``LONG_SECONDS``: how long ``long_sleep`` sleeps (default 60);
 - ``EQUEUE_EXECUTIONS``: a file to which every ``timed`` task appends
   ``"<token> <pid> <start> <end>"``, ``time.time()`` at the start and at the end of its body (one
@@ -22,11 +17,12 @@ its job. Every task returns the pid of the process that ran it, stored as the jo
 
 import asyncio
 import os
-import threading
 import time
 from typing import Any
 
 from fastapi_equeue import EQueue
+from tests import apps
+from tests.apps import record
 
 # Fast enough that rescue and shutdown tests finish in seconds; each is overridable by env var.
 DEFAULTS = {
@@ -36,33 +32,6 @@ DEFAULTS = {
     "stalled_after": 2.0,
     "shutdown_grace": 2.0,
 }
-_ENV = {
-    "concurrency": ("EQUEUE_CONCURRENCY", int),
-    "poll_interval": ("EQUEUE_POLL_INTERVAL", float),
-    "heartbeat_interval": ("EQUEUE_HEARTBEAT_INTERVAL", float),
-    "stalled_after": ("EQUEUE_STALLED_AFTER", float),
-    "shutdown_grace": ("EQUEUE_SHUTDOWN_GRACE", float),
-}
-
-_files_lock = threading.Lock()
-_files: dict[str, int] = {}
-
-
-def _append(variable: str, line: str) -> None:
-    """Append ``line`` to the file named by the environment ``variable``, if it names one."""
-    path = os.environ.get(variable)
-    if path:
-        with _files_lock:
-            if path not in _files:
-                _files[path] = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            os.write(_files[path], f"{line}\n".encode())
-
-
-def record(token: str) -> int:
-    """Append ``"<token> <pid>"`` to this process's ledger (if it has one); return the pid."""
-    pid = os.getpid()
-    _append("EQUEUE_LEDGER", f"{token} {pid}")
-    return pid
 
 
 def build_queue(database_url: str, **options: Any) -> EQueue:
@@ -87,7 +56,7 @@ def build_queue(database_url: str, **options: Any) -> EQueue:
         start = time.time()
         await asyncio.sleep(seconds)
         pid = os.getpid()
-        _append("EQUEUE_EXECUTIONS", f"{token} {pid} {start!r} {time.time()!r}")
+        apps.append("EQUEUE_EXECUTIONS", f"{token} {pid} {start!r} {time.time()!r}")
         return pid
 
     @queue.task
@@ -101,20 +70,7 @@ def build_queue(database_url: str, **options: Any) -> EQueue:
 
 def queue_from_env() -> EQueue:
     """The queue the worker runs, configured by the environment (see the module docstring)."""
-    url = os.environ.get("EQUEUE_URL")
-    if not url:
-        raise RuntimeError("worker_app needs EQUEUE_URL to build its queue")
-    options: dict[str, Any] = {}
-    for option, (variable, kind) in _ENV.items():
-        if variable in os.environ:
-            options[option] = kind(os.environ[variable])
-    return build_queue(url, **options)
+    return build_queue(apps.database_url("worker_app"), **apps.options_from_env())
 
 
-def __getattr__(name: str) -> EQueue:
-    # PEP 562: ``worker_app:queue`` builds the queue when the worker looks it up, not at import.
-    if name != "queue":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    queue = queue_from_env()
-    globals()["queue"] = queue
-    return queue
+__getattr__ = apps.built_on_first_access(globals(), queue=queue_from_env)
