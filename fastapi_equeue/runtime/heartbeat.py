@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 BLOCKED_LIMIT_FACTOR = 10
 """How many times ``stalled_after`` a blocked event loop is covered by the heartbeat thread."""
+BEAT_TIMEOUT = 2.0
+"""Seconds a beat from the thread may take (at least a heartbeat interval)."""
 
 
 class Heartbeat(Periodic):
@@ -162,9 +164,18 @@ class BlockedLoopCover:
                         backend = self._open_backend()
                         loop.run_until_complete(backend.open())
                     loop.run_until_complete(
-                        asyncio.wait_for(backend.worker_heartbeat(self._worker_id), self._interval)
+                        asyncio.wait_for(
+                            backend.worker_heartbeat(self._worker_id),
+                            max(self._interval, BEAT_TIMEOUT),
+                        )
                     )
                 except Exception as exc:
+                    # Closed to the end, here: a beat cut short must not leave a transaction
+                    # open (on SQLite it would hold the file's write lock).
+                    if backend is not None:
+                        with contextlib.suppress(Exception):
+                            loop.run_until_complete(backend.close())
+                        backend = None
                     failures += 1
                     if failures == 1 or failures % 10 == 0:
                         logger.warning(
