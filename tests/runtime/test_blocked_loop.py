@@ -90,7 +90,9 @@ async def test_a_loop_that_never_comes_back_is_given_up(
     make_queue: Callable[..., EQueue],
 ) -> None:
     limit = BLOCKED_LIMIT_FACTOR * STALLED_AFTER
-    block = limit + 5 * STALLED_AFTER  # past the bound, and past a rescue after it
+    # Past the bound, and past a rescue after it, with room for a slow machine: a rescue
+    # later than the end of the block would find the worker alive again.
+    block = limit + 10 * STALLED_AFTER
     hogs = Hogs(make_queue, block=block)
 
     async with hogs.queue, rescuer(make_queue) as other:

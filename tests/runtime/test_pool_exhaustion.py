@@ -15,7 +15,7 @@ from fastapi_equeue import EQueue, JobStatus, events
 from tests.runtime.threaded import workers_in_a_thread
 
 POOL_SIZE = 4
-STALLED_AFTER = 1.5
+STALLED_AFTER = 2.5
 HEARTBEAT = 0.2
 DEADLINE = 90.0
 WAITING = 20_000
