@@ -114,8 +114,6 @@ class BlockedLoopCover:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._watch: asyncio.TimerHandle | None = None
-        self.covered_beats = 0
-        """Beats the thread made while the loop was blocked."""
 
     def start(self) -> None:
         """Start watching the running loop, and the thread."""
@@ -185,7 +183,6 @@ class BlockedLoopCover:
                         )
                 else:
                     failures = 0
-                    self.covered_beats += 1
                     if not covering:
                         covering = True
                         logger.warning(
