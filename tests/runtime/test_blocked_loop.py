@@ -3,6 +3,10 @@
 A second worker runs on an event loop of its own in another thread, rescuing what stalls
 while the first worker's loop is blocked. It takes jobs only from the default queue; the
 tasks under test run on the "hogs" queue, which only the first worker serves.
+
+PostgreSQL only: on SQLite a loop blocked while one of its own write transactions is open (a
+claim, say) keeps the file's write lock, so no other writer, the heartbeat thread included, gets
+through until the loop comes back (see docs/reliability.md).
 """
 
 import asyncio
@@ -11,9 +15,13 @@ from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
+import pytest
+
 from fastapi_equeue import EQueue, JobStatus, events
 from fastapi_equeue.runtime.heartbeat import BLOCKED_LIMIT_FACTOR
 from tests.runtime.threaded import workers_in_a_thread
+
+pytestmark = pytest.mark.postgres_only
 
 HEARTBEAT = 0.1
 STALLED_AFTER = 0.6
