@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, get_type_hi
 
 from fastapi_equeue.clock import Clock
 from fastapi_equeue.config import redacted_repr
-from fastapi_equeue.jobs import Job, JobError, JobStatus
+from fastapi_equeue.jobs import Job, JobError, JobStatus, Progress
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -107,6 +107,13 @@ class JobRow:
     idempotency_key: str | None = None
     worker_id: Annotated[str | None, Column.ID] = None
     cancel_requested: Annotated[bool, Column.FLAG] = False
+    progress: Annotated[dict[str, JSON] | None, Column.JSON] = None
+    depends_on: Annotated[list[str] | None, Column.JSON] = None
+    blocked: Annotated[bool, Column.FLAG] = False
+    """Waiting for a dependency to complete: not claimable."""
+    has_dependents: Annotated[bool, Column.FLAG] = False
+    release_pending: Annotated[bool, Column.FLAG] = False
+    """It ended and its dependents wait for ``job_release``."""
 
     def to_job(self) -> Job:
         """The public ``Job`` of this row.
@@ -115,6 +122,10 @@ class JobRow:
         guarantees, and validating them again cost more than the rest of a bulk enqueue.
         """
         values = {name: getattr(self, name) for name in _PUBLIC}
+        values["depends_on"] = list(self.depends_on or ())
+        values["progress"] = (
+            None if self.progress is None else Progress.model_validate(self.progress)
+        )
         values["errors"] = [
             JobError.model_construct(
                 attempt=e.attempt, error=e.error, traceback=e.traceback, at=e.at
@@ -227,6 +238,18 @@ class JobCompleteParams:
     result: JSON = None
     error: AttemptError | None = None
     retry_delay: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class JobProgressParams:
+    """An attempt's progress, fenced like its outcome on (id, attempt, worker_id, processing)."""
+
+    id: str
+    attempt: int
+    worker_id: str
+    fraction: float
+    message: str | None
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,6 +398,9 @@ class Backend(Protocol):
 
     async def job_processing_by_worker(self, worker_id: str) -> list[JobRow]:
         """The jobs the database holds as running on ``worker_id``."""
+
+    async def job_progress(self, params: JobProgressParams) -> bool:
+        """Store an attempt's progress; whether the fence let it through."""
 
     async def job_prune(self, params: JobPruneParams) -> dict[JobStatus, int]:
         """Delete finished jobs past their retention, a batch at a time; how many, by status."""

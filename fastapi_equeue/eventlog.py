@@ -31,6 +31,8 @@ def attach(bus: events.EventBus) -> events.Subscription:
 
 def level(event: events.Event) -> int:
     """The level ``event`` is logged at."""
+    if isinstance(event, events.JobProgress):
+        return logging.DEBUG
     if isinstance(event, _WARNING):
         return logging.WARNING
     if isinstance(event, events.JobRequeued) and event.reason == "not_received":
@@ -58,6 +60,8 @@ def _enabled(event: events.Event) -> bool:
 def _kind_enabled(kind: type[events.Event]) -> bool:
     # The lowest level an event of this kind may be logged at (a requeue can be a warning).
     least = logging.WARNING if issubclass(kind, (*_WARNING, events.JobRequeued)) else logging.INFO
+    if issubclass(kind, events.JobProgress):
+        least = logging.DEBUG
     return _logger_of(kind).isEnabledFor(least)
 
 
@@ -111,6 +115,9 @@ def _describe(event: events.JobEvent) -> tuple[str, str, str]:
             return "job cancelled", "cancelled", ""
         case events.JobCancelRequested():
             return "job cancel requested", "processing", ""
+        case events.JobProgress():
+            message = f" message={event.message!r}" if event.message is not None else ""
+            return "job progress", "processing", f" fraction={event.fraction:.3f}{message}"
         case events.JobRequeued(reason="retry"):
             return "job queued for a manual retry", "queued", ""
         case events.JobRequeued(reason="not_received"):

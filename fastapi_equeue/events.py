@@ -122,6 +122,15 @@ class JobOutcomeDiscarded(AttemptEnded):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class JobProgress(JobEvent):
+    """A running attempt reported its progress, and it was stored (at most about once a
+    second per job: the first and the last report always are)."""
+
+    fraction: float
+    message: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class JobCancelRequested(JobEvent):
     """A running job was asked to cancel; its worker stops it and it ends ``cancelled``."""
 

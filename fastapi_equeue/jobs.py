@@ -48,6 +48,18 @@ class JobError(BaseModel):
     at: datetime
 
 
+class Progress(BaseModel):
+    """How far the running (or latest) attempt said it got: ``ctx.progress(fraction, message)``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    fraction: float
+    """From 0.0 to 1.0."""
+    message: str | None
+    at: datetime
+    """When the attempt reported it (the queue's clock)."""
+
+
 class Job(BaseModel):
     """A job as users see it, through the client and the REST API."""
 
@@ -68,6 +80,10 @@ class Job(BaseModel):
     result: Any
     last_error: str | None
     errors: list[JobError]
+    progress: Progress | None = None
+    """The latest progress its attempts reported, or ``None``."""
+    depends_on: list[str] = []
+    """The jobs it waits for: it starts once every one completed (see Chains)."""
 
 
 class Page(BaseModel):

@@ -21,6 +21,7 @@ from fastapi_equeue.backend import (
     JobCompleteParams,
     JobInsertParams,
     JobListParams,
+    JobProgressParams,
     JobPruneParams,
     JobRow,
     Notifier,
@@ -173,6 +174,19 @@ class Store:
                 at = at or self._clock.now()
                 self._bus.emit(_ended(attempt, attempt.outcome, status, at))
         return set(written)
+
+    async def progress(self, job: JobRow, params: JobProgressParams) -> bool:
+        """Store an attempt's progress (fenced); ``JobProgress`` if it was stored."""
+        stored = await self.backend.job_progress(params)
+        if stored and self._bus.wants(events.JobProgress):
+            self._bus.emit(
+                events.JobProgress(
+                    **_job_fields(job, params.at),
+                    fraction=params.fraction,
+                    message=params.message,
+                )
+            )
+        return stored
 
     async def cancel(self, job_id: str) -> JobRow | None:
         """Cancel a waiting job, or ask a running one to stop; ``None`` if it is neither."""

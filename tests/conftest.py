@@ -95,12 +95,26 @@ def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
     _blocking(admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+EMPTY_TABLES = """
+DO $$
+BEGIN
+    EXECUTE (
+        SELECT 'TRUNCATE ' || string_agg(quote_ident(tablename), ', ') || ' CASCADE'
+        FROM pg_tables
+        WHERE schemaname = current_schema() AND tablename LIKE 'equeue%'
+          AND tablename <> 'equeue_migrations'
+    );
+END $$
+"""
+"""Empties every table of the schema but the migrations' record."""
+
+
 async def _empty_postgres(url: str) -> None:
     conn = await asyncpg.connect(pg_dsn(url), timeout=5)
     try:
         exists = await conn.fetchval("SELECT to_regclass('equeue_jobs') IS NOT NULL")
         if exists:
-            await conn.execute("TRUNCATE equeue_jobs, equeue_workers, equeue_queues")
+            await conn.execute(EMPTY_TABLES)
     finally:
         await conn.close()
 

@@ -22,6 +22,7 @@ from fastapi_equeue.backend import (
     JobCompleteParams,
     JobInsertParams,
     JobListParams,
+    JobProgressParams,
     JobPruneParams,
     JobRow,
     Notification,
@@ -263,6 +264,21 @@ class SQLBackend(ABC):
     async def job_processing_by_worker(self, worker_id: str) -> list[JobRow]:
         """The jobs the database holds as running on ``worker_id``."""
         return await self._read("job_processing_by_worker", {"worker_id": worker_id}, None)
+
+    async def job_progress(self, params: JobProgressParams) -> bool:
+        """Store an attempt's progress; whether the fence let it through."""
+        progress = {
+            "fraction": params.fraction,
+            "message": params.message,
+            "at": params.at.isoformat(),
+        }
+        values = {
+            "id": params.id,
+            "attempt": params.attempt,
+            "worker_id": params.worker_id,
+            "progress": json.dumps(progress),
+        }
+        return bool(await self._db.fetch("job_progress", self._bind(values)))
 
     async def job_prune(self, params: JobPruneParams) -> dict[JobStatus, int]:
         """Delete finished jobs past their retention, a batch at a time; how many, by status."""

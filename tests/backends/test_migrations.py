@@ -14,7 +14,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from fastapi_equeue.backend import Backend
 from fastapi_equeue.backends import normalise_url, open_backend
 
-TABLES = {"equeue_jobs", "equeue_workers", "equeue_queues", "equeue_migrations"}
+TABLES = {
+    "equeue_jobs",
+    "equeue_workers",
+    "equeue_queues",
+    "equeue_dependencies",
+    "equeue_migrations",
+}
 INDEXES = {
     "equeue_jobs_queue_claimable_idx",
     "equeue_jobs_queue_processing_idx",
@@ -22,8 +28,10 @@ INDEXES = {
     "equeue_jobs_created_idx",
     "equeue_jobs_status_created_idx",
     "equeue_jobs_idempotency_key_idx",
+    "equeue_jobs_release_pending_idx",
+    "equeue_dependencies_job_idx",
 }
-MIGRATIONS = ["0001_initial", "0002_queues"]
+MIGRATIONS = ["0001_initial", "0002_queues", "0003_chains_progress"]
 # One subprocess imports FastAPI, SQLAlchemy and pydantic: seconds, not minutes.
 CLI_DEADLINE = 60.0
 

@@ -30,7 +30,7 @@ import asyncpg
 import pytest
 
 from fastapi_equeue import EQueue, QueueClient
-from tests.conftest import pg_dsn
+from tests.conftest import EMPTY_TABLES, pg_dsn
 from tests.process.worker_app import build_queue
 
 APP_DIR = Path(__file__).parent
@@ -301,7 +301,7 @@ async def _migrate_and_empty(url: str) -> None:
         pass
     conn = await asyncpg.connect(pg_dsn(url), timeout=5)
     try:
-        await conn.execute("TRUNCATE equeue_jobs, equeue_workers, equeue_queues")
+        await conn.execute(EMPTY_TABLES)
     finally:
         await conn.close()
 

@@ -32,7 +32,7 @@ WITH due AS (
     -- it took in the meantime would look abandoned to every rescuer and run twice.
     SELECT j.id
     FROM equeue_jobs AS j
-    WHERE j.queue = :queue AND j.status IN ('queued', 'retrying')
+    WHERE j.queue = :queue AND j.status IN ('queued', 'retrying') AND NOT j.blocked
       AND j.scheduled_at <= coalesce(CAST(:now AS timestamptz), now())
       AND EXISTS (SELECT 1 FROM equeue_workers WHERE id = CAST(:worker_id AS uuid))
       AND NOT EXISTS (
@@ -107,7 +107,8 @@ due AS (
     -- As in job_claim, limited by the room.
     SELECT j.id
     FROM equeue_jobs AS j, t
-    WHERE j.queue = :queue AND j.status IN ('queued', 'retrying') AND j.scheduled_at <= t.now
+    WHERE j.queue = :queue AND j.status IN ('queued', 'retrying') AND NOT j.blocked
+      AND j.scheduled_at <= t.now
       AND EXISTS (SELECT 1 FROM equeue_workers WHERE id = CAST(:worker_id AS uuid))
     ORDER BY j.priority DESC, j.scheduled_at, j.id
     LIMIT (SELECT n FROM room)
@@ -285,6 +286,14 @@ SELECT *
 FROM equeue_jobs
 WHERE status = 'processing' AND worker_id = CAST(:worker_id AS uuid);
 
+-- name: job_progress
+-- Store an attempt's progress, fenced like its outcome: a stale attempt's word is void.
+UPDATE equeue_jobs
+SET progress = CAST(CAST(:progress AS text) AS jsonb)
+WHERE id = CAST(:id AS uuid) AND attempts = :attempt AND worker_id = CAST(:worker_id AS uuid)
+  AND status = 'processing'
+RETURNING id;
+
 -- name: job_prune
 -- Delete finished jobs past their retention (:retention seconds for completed and cancelled
 -- ones, :failed_retention for failed ones; NULL keeps them), up to :limit of each status,
@@ -416,12 +425,12 @@ RETURNING name, pg_notify('equeue', 'queue:' || name) IS NULL AS notified;
 -- equeue_jobs_queue_claimable_idx, one index probe per queue.
 WITH RECURSIVE found (queue) AS (
     (SELECT queue FROM equeue_jobs
-     WHERE status IN ('queued', 'retrying')
+     WHERE status IN ('queued', 'retrying') AND NOT blocked
      ORDER BY queue
      LIMIT 1)
     UNION ALL
     SELECT (SELECT j.queue FROM equeue_jobs AS j
-            WHERE j.status IN ('queued', 'retrying') AND j.queue > found.queue
+            WHERE j.status IN ('queued', 'retrying') AND NOT j.blocked AND j.queue > found.queue
             ORDER BY j.queue
             LIMIT 1)
     FROM found
@@ -475,7 +484,8 @@ RETURNING name, pg_notify('equeue', 'queue:' || name) IS NULL AS notified;
 -- how many finished in the last minute.
 SELECT queue, status, count(*) AS count,
        extract(epoch FROM coalesce(CAST(:now AS timestamptz), now()) - min(scheduled_at) FILTER (
-           WHERE status IN ('queued', 'retrying') AND scheduled_at <= coalesce(CAST(:now AS timestamptz), now()))) AS oldest_due_age,
+           WHERE status IN ('queued', 'retrying') AND NOT blocked
+             AND scheduled_at <= coalesce(CAST(:now AS timestamptz), now()))) AS oldest_due_age,
        count(*) FILTER (WHERE finished_at > coalesce(CAST(:now AS timestamptz), now()) - interval '1 minute') AS finished_last_minute
 FROM equeue_jobs
 GROUP BY queue, status;

@@ -121,6 +121,8 @@ class SQLiteDatabase:
             await conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             await _use_wal(conn)
             await conn.execute("PRAGMA synchronous=NORMAL")
+            # Pruning a job drops its dependency edges (ON DELETE CASCADE).
+            await conn.execute("PRAGMA foreign_keys=ON")
         except BaseException:
             await _close_quietly(conn)
             raise

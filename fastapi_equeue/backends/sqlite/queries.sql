@@ -29,7 +29,8 @@ SET status = 'processing', attempts = attempts + 1, started_at = :now, worker_id
 WHERE id IN (
     SELECT id
     FROM equeue_jobs INDEXED BY equeue_jobs_queue_claimable_idx
-    WHERE queue = :queue AND status IN ('queued', 'retrying') AND scheduled_at <= :now
+    WHERE queue = :queue AND status IN ('queued', 'retrying') AND blocked = 0
+      AND scheduled_at <= :now
       AND EXISTS (SELECT 1 FROM equeue_workers WHERE id = :worker_id)
       AND (:limited OR NOT EXISTS (
           SELECT 1 FROM equeue_queues AS q
@@ -130,6 +131,13 @@ LIMIT :limit;
 SELECT *
 FROM equeue_jobs
 WHERE status = 'processing' AND worker_id = :worker_id;
+
+-- name: job_progress
+-- Store an attempt's progress, fenced like its outcome: a stale attempt's word is void.
+UPDATE equeue_jobs
+SET progress = :progress
+WHERE id = :id AND attempts = :attempt AND worker_id = :worker_id AND status = 'processing'
+RETURNING id;
 
 -- name: job_prune
 -- Delete finished jobs past their retention (:retention microseconds for completed and
@@ -232,10 +240,11 @@ SET concurrency = CASE WHEN :set_concurrency THEN excluded.concurrency ELSE q.co
 -- what a worker serves. The claimable ones are found by a skip scan of
 -- equeue_jobs_queue_claimable_idx, one index probe per queue.
 WITH RECURSIVE found (queue) AS (
-    SELECT min(queue) FROM equeue_jobs WHERE status IN ('queued', 'retrying')
+    SELECT min(queue) FROM equeue_jobs WHERE status IN ('queued', 'retrying') AND blocked = 0
     UNION ALL
     SELECT (SELECT min(j.queue) FROM equeue_jobs AS j
-            WHERE j.status IN ('queued', 'retrying') AND j.queue > found.queue)
+            WHERE j.status IN ('queued', 'retrying') AND j.blocked = 0
+              AND j.queue > found.queue)
     FROM found
     WHERE found.queue IS NOT NULL
 ),
@@ -310,7 +319,8 @@ LEFT JOIN equeue_queues AS s ON s.name = :queue;
 -- Per queue and status: how many jobs, how long the oldest due job has waited (seconds), and
 -- how many finished in the last minute.
 SELECT queue, status, count(*) AS count,
-       (:now - min(CASE WHEN status IN ('queued', 'retrying') AND scheduled_at <= :now
+       (:now - min(CASE WHEN status IN ('queued', 'retrying') AND blocked = 0
+                             AND scheduled_at <= :now
                         THEN scheduled_at END)) / 1000000.0 AS oldest_due_age,
        sum(CASE WHEN finished_at > :now - 60000000 THEN 1 ELSE 0 END) AS finished_last_minute
 FROM equeue_jobs
