@@ -15,6 +15,7 @@ from fastapi_equeue.errors import (
     JobNotFound,
     PayloadTooLarge,
     RateLimited,
+    UnknownDependency,
     UnknownJobType,
 )
 from fastapi_equeue.jobs import Job, JobError, JobStatus, Page, QueueStats
@@ -69,6 +70,7 @@ __all__ = [
     "RateLimited",
     "Submission",
     "Task",
+    "UnknownDependency",
     "UnknownJobType",
     "__version__",
     "get_queue",

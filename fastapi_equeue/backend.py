@@ -173,6 +173,8 @@ class JobInsertParams:
     idempotency_key: str | None = None
     payload_json: str | None = None
     """``payload`` as JSON text, when the caller has encoded it already."""
+    depends_on: tuple[str, ...] = ()
+    """Ids of the jobs this one waits for: stored ones, or others of the same insert."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,7 +393,9 @@ class Backend(Protocol):
     async def job_insert_many(
         self, params: Sequence[JobInsertParams], *, conn: "AsyncConnection | None" = None
     ) -> list[JobRow]:
-        """Insert jobs in one round trip; rows whose idempotency key exists are skipped."""
+        """Insert jobs in one round trip; rows whose idempotency key exists are skipped. Jobs
+        with ``depends_on`` are linked to their dependencies in the same transaction (raises
+        ``UnknownDependency``, writing nothing, when one does not exist)."""
 
     async def job_list(self, params: JobListParams) -> list[JobRow]:
         """A page of jobs, newest first."""
@@ -404,6 +408,10 @@ class Backend(Protocol):
 
     async def job_prune(self, params: JobPruneParams) -> dict[JobStatus, int]:
         """Delete finished jobs past their retention, a batch at a time; how many, by status."""
+
+    async def job_release_pending(self, limit: int) -> int:
+        """Release the dependents of up to ``limit`` ended jobs whose release did not happen
+        (their process died right after ending them); how many such jobs there were."""
 
     async def job_rescue_stalled(self, stalled_after: float, worker_id: str) -> Rescue:
         """Put back (or fail) processing jobs whose worker has been silent for ``stalled_after``

@@ -84,6 +84,7 @@ class QueueClient:
         run_at: datetime | None = None,
         max_attempts: int | None = None,
         idempotency_key: str | None = None,
+        depends_on: Sequence[str | Job] | None = None,
         session: "AsyncSession | AsyncConnection | None" = None,
     ) -> Job:
         """Add one job; with ``idempotency_key``, return the existing job that holds the key.
@@ -97,11 +98,15 @@ class QueueClient:
             run_at: an aware ``datetime`` before which the job may not run.
             max_attempts: overrides the task's ``max_attempts``.
             idempotency_key: while a job with this key exists, enqueueing again returns it.
+            depends_on: jobs (ids or ``Job`` objects) this one waits for: it starts once every
+                one has completed, and ends ``cancelled`` if one fails or is cancelled.
             session: the host's ``AsyncSession`` or ``AsyncConnection``: the job is written in
                 its transaction and exists only if that transaction commits.
 
         Raises:
-            UnknownJobType, InvalidPayload, PayloadTooLarge, InvalidOption: nothing is written.
+            UnknownJobType, InvalidPayload, PayloadTooLarge, InvalidOption: nothing is written
+                (``UnknownDependency``, an ``InvalidOption``, names a dependency that does not
+                exist).
         """
         options = EnqueueOptions(
             queue=queue,
@@ -110,6 +115,7 @@ class QueueClient:
             run_at=run_at,
             max_attempts=max_attempts,
             idempotency_key=idempotency_key,
+            depends_on=depends_on,
         )
         return (await self.submit(job_type, payload, options, session=session)).job
 
@@ -139,8 +145,14 @@ class QueueClient:
         session: "AsyncSession | AsyncConnection | None" = None,
     ) -> builtins.list[Job]:
         """Add many jobs in one round trip; each item has ``job_type``, ``payload`` and any of
-        ``enqueue``'s options. Every item is validated before any is written."""
-        params = []
+        ``enqueue``'s options. Every item is validated before any is written, and all are
+        written in one transaction.
+
+        An item's ``depends_on`` may name an earlier item of the same call by its index (fan-out
+        and fan-in in one call): ``[{"job_type": "fetch"}, {"job_type": "parse",
+        "depends_on": [0]}]``.
+        """
+        params: builtins.list[JobInsertParams] = []
         # Typed as object: items come from users (and the REST API) and are checked, not trusted.
         items: builtins.list[object] = builtins.list(jobs)
         for index, raw in enumerate(items):
@@ -152,7 +164,7 @@ class QueueClient:
                 options = EnqueueOptions.from_mapping(named).checked()
             except InvalidOption as exc:
                 raise InvalidOption("jobs", f"item {index}: {exc}") from None
-            params.append(self._params(item["job_type"], item.get("payload"), options))
+            params.append(self._params(item["job_type"], item.get("payload"), options, params))
         if not params:
             return []
         return [job for job, _ in await self._insert(params, session)]
@@ -358,10 +370,14 @@ class QueueClient:
         return _queue_info(rows[0]) if rows else _queue_info(QueueRow(QueueSettingsRow(name), {}))
 
     def _params(
-        self, job_type: str, payload: Mapping[str, Any] | None, options: EnqueueOptions
+        self,
+        job_type: str,
+        payload: Mapping[str, Any] | None,
+        options: EnqueueOptions,
+        batch: Sequence[JobInsertParams] = (),
     ) -> JobInsertParams:
         """The row of one job: its task's defaults, overridden by the options given (already
-        ``checked``)."""
+        ``checked``); ``batch`` holds the jobs before it in one ``enqueue_many``."""
         task = self._registry.get(job_type)
         stored, encoded, size = task.prepare_payload(payload)
         if size > self._config.max_payload_bytes:
@@ -379,6 +395,7 @@ class QueueClient:
             delay=options.delay_seconds,
             run_at=options.run_at,
             idempotency_key=options.idempotency_key,
+            depends_on=_dependencies(options.depends_on, batch),
         )
 
     async def _insert(
@@ -407,6 +424,24 @@ class QueueClient:
         if row is None:
             raise JobNotFound(job_id)
         return row.status
+
+
+def _dependencies(
+    depends_on: Sequence[str | int | Job] | None, batch: Sequence[JobInsertParams]
+) -> tuple[str, ...]:
+    """Checked ``depends_on`` as job ids: a batch index names an earlier job of the batch."""
+    ids = []
+    for item in depends_on or ():
+        if isinstance(item, int):
+            if item >= len(batch):
+                raise InvalidOption(
+                    "depends_on",
+                    f"index {item} does not name an earlier job of this enqueue_many",
+                )
+            ids.append(batch[item].id)
+        else:
+            ids.append(item if isinstance(item, str) else item.id)
+    return tuple(dict.fromkeys(ids))
 
 
 def _queue_info(row: QueueRow) -> QueueInfo:

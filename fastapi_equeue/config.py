@@ -28,6 +28,10 @@ MAX_ATTEMPTS_LIMIT = 1000
 MAX_LIST_LIMIT = 500
 MAX_QUEUE_NAME = 200
 MAX_IDEMPOTENCY_KEY = 255
+MAX_DEPENDENCIES = 100
+"""The most jobs one job may wait for."""
+RELEASE_BATCH = 100
+"""Ended jobs whose dependents one sweep releases, at most."""
 MAX_TRACEBACK_CHARS = 8192
 MAX_ERROR_CHARS = 2000
 MAX_PAYLOAD_DEPTH = 64

@@ -69,6 +69,15 @@ class InvalidOption(EQueueError, ValueError):
         """Where an HTTP request carries the option: ``body`` or ``query``."""
 
 
+class UnknownDependency(InvalidOption):
+    """A job named in ``depends_on`` does not exist (or was pruned); nothing was stored."""
+
+    def __init__(self, job_ids: list[str]) -> None:
+        shown = ", ".join(job_ids[:5]) + (", ..." if len(job_ids) > 5 else "")
+        super().__init__("depends_on", f"no job with id {shown}")
+        self.job_ids = job_ids
+
+
 class RateLimited(EQueueError):
     """Too many submissions from one client; ``retry_after`` is in whole seconds."""
 

@@ -8,7 +8,7 @@ three together), then its column.
 """
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
@@ -18,6 +18,7 @@ from pydantic import AwareDatetime, Field
 from fastapi_equeue.config import (
     MAX_ATTEMPTS_LIMIT,
     MAX_DELAY,
+    MAX_DEPENDENCIES,
     MAX_IDEMPOTENCY_KEY,
     MAX_PRIORITY,
     MAX_QUEUE_NAME,
@@ -25,6 +26,7 @@ from fastapi_equeue.config import (
     storable_text,
 )
 from fastapi_equeue.errors import InvalidOption
+from fastapi_equeue.jobs import Job, parse_job_id
 
 # Every stored time must read back as a Python datetime, in every time zone.
 EARLIEST_RUN_AT = datetime(1970, 1, 1, tzinfo=UTC)
@@ -53,6 +55,9 @@ class EnqueueOptions:
     run_at: datetime | None = None
     max_attempts: int | None = None
     idempotency_key: str | None = None
+    depends_on: Sequence[str | int | Job] | None = None
+    """Jobs (ids, or ``Job`` objects) this one waits for; in ``enqueue_many``, also the index
+    of an earlier item of the same batch. Checked, it is a tuple of ids and indexes."""
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, object], *, json: bool = False) -> Self:
@@ -169,6 +174,32 @@ def _idempotency_key(value: object) -> str:
     return value
 
 
+def _depends_on(value: object) -> tuple[str | int, ...]:
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence | set | frozenset):
+        raise ValueError("must be a list of job ids")  # noqa: TRY004 - every check's contract
+    if len(value) > MAX_DEPENDENCIES:
+        raise ValueError(f"may name at most {MAX_DEPENDENCIES} jobs")
+    checked: dict[str | int, None] = {}  # ordered, without repeats
+    for item in value:
+        if isinstance(item, Job):
+            item = item.id
+        if isinstance(item, int) and not isinstance(item, bool) and item >= 0:
+            checked[item] = None
+            continue
+        job_id = parse_job_id(item)
+        if job_id is None:
+            raise ValueError(f"{str(item)[:100]!r} is not a job id")
+        checked[job_id] = None
+    return tuple(checked)
+
+
+def _depends_on_from_json(value: object) -> object:
+    # Over HTTP a dependency is a job's id: a batch index means nothing to a single job.
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise InvalidOption("depends_on", "must be a list of job ids")
+    return value
+
+
 OPTIONS: dict[str, Option] = {
     "queue": Option(_queue, (str | None, Field(None, min_length=1, max_length=MAX_QUEUE_NAME))),
     "priority": Option(
@@ -183,6 +214,11 @@ OPTIONS: dict[str, Option] = {
     ),
     "idempotency_key": Option(
         _idempotency_key, (str | None, Field(None, min_length=1, max_length=MAX_IDEMPOTENCY_KEY))
+    ),
+    "depends_on": Option(
+        _depends_on,
+        (list[str] | None, Field(None, max_length=MAX_DEPENDENCIES)),
+        from_json=_depends_on_from_json,
     ),
 }
 """Every enqueue option by name, in the order the REST body documents them."""

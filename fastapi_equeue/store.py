@@ -33,6 +33,7 @@ from fastapi_equeue.backend import (
     WorkerParams,
 )
 from fastapi_equeue.clock import Clock
+from fastapi_equeue.config import RELEASE_BATCH
 from fastapi_equeue.errors import DatabaseUnavailable
 from fastapi_equeue.jobs import JobStatus
 from fastapi_equeue.queues import Rate
@@ -226,6 +227,11 @@ class Store:
             for lost in rescue.workers:
                 self._bus.emit(events.WorkerLost(at=at, worker_id=lost, ours=False))
         return rescue
+
+    async def release_pending(self) -> int:
+        """Release the dependents of jobs whose end was written but whose release was not (the
+        process that ended them died in between); how many such jobs there were."""
+        return await self.backend.job_release_pending(RELEASE_BATCH)
 
     async def prune(self, params: JobPruneParams) -> dict[JobStatus, int]:
         """Delete a batch of finished jobs past their retention; ``JobsPruned`` if any were."""

@@ -6,6 +6,7 @@ once, so both dialects keep the same semantics by construction.
 """
 
 import json
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
@@ -35,6 +36,7 @@ from fastapi_equeue.backend import (
     Rescue,
     WorkerParams,
 )
+from fastapi_equeue.backends import _dependencies
 from fastapi_equeue.backends._database import Database, Row
 from fastapi_equeue.backends._queries import load_migrations, migration_script
 from fastapi_equeue.config import RATE_MARGIN
@@ -45,6 +47,8 @@ from fastapi_equeue.tasks import encode_json
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
+
+logger = logging.getLogger(__name__)
 
 WORKER_LOST = "WorkerLost: the worker running this attempt stopped sending heartbeats"
 
@@ -148,6 +152,8 @@ class SQLBackend(ABC):
         # A waiting job is cancelled at once (it is done); a running one is asked to stop.
         kind: NotificationKind = "cancel" if rows[0].status is JobStatus.PROCESSING else "done"
         self._announce(None, Notification(kind, (job_id,)))
+        if rows[0].release_pending:
+            await self._release([job_id])
         return rows[0]
 
     @abstractmethod
@@ -178,6 +184,9 @@ class SQLBackend(ABC):
         requeued = tuple({r["queue"] for r in written if r["status"] == JobStatus.QUEUED})
         if requeued:
             self._announce(None, Notification("available", requeued))
+        ended = [str(r["id"]) for r in written if r["release_pending"]]
+        if ended:
+            await self._release(ended)
         return statuses
 
     async def job_get(self, job_id: str, *, conn: "AsyncConnection | None" = None) -> JobRow | None:
@@ -201,6 +210,8 @@ class SQLBackend(ABC):
         """
         if not params:
             return []
+        if any(p.depends_on for p in params):
+            return await self._insert_linked(params, conn)
         name, values = (
             ("job_insert", self._insert_one(params[0]))
             if len(params) == 1
@@ -247,6 +258,82 @@ class SQLBackend(ABC):
         if rows:
             self._announce(None, Notification("available", tuple({row.queue for row in rows})))
         return rows
+
+    # -- chains --------------------------------------------------------------------------------
+
+    async def _insert_linked(
+        self, params: Sequence[JobInsertParams], conn: "AsyncConnection | None"
+    ) -> list[JobRow]:
+        """Insert jobs that wait for others, and link them, in one transaction: ours, or the
+        host's on ``conn``."""
+
+        async def insert(run: _dependencies.Run) -> list[JobRow]:
+            name, values = (
+                ("job_insert", self._insert_one(params[0]))
+                if len(params) == 1
+                else ("job_insert_many", self._insert_values(params))
+            )
+            return self._inserted_rows(params, await run(name, values))
+
+        if conn is not None:
+
+            async def on_host(name: str, values: dict[str, Any]) -> Sequence[Row]:
+                return await self._run(name, values, conn)
+
+            rows, moved = await _dependencies.insert_linked(
+                params, on_host, lambda: insert(on_host), self._decode
+            )
+        else:
+            async with self._db.transaction() as tx:
+
+                async def on_ours(name: str, values: dict[str, Any]) -> Sequence[Row]:
+                    return await tx.fetch(name, self._bind(values))
+
+                rows, moved = await _dependencies.insert_linked(
+                    params, on_ours, lambda: insert(on_ours), self._decode
+                )
+        if rows:
+            self._announce(conn, Notification("available", tuple({row.queue for row in rows})))
+        self._announce_moved(conn, moved)
+        return rows
+
+    async def _release(self, ended: Sequence[str]) -> None:
+        """Release the dependents of jobs that just ended (see ``_dependencies``). A failure is
+        left to the sweep: the ended jobs keep ``release_pending`` until it succeeds."""
+        try:
+            async with self._db.transaction() as tx:
+
+                async def run(name: str, values: dict[str, Any]) -> Sequence[Row]:
+                    return await tx.fetch(name, self._bind(values))
+
+                moved = await _dependencies.release(run, ended)
+        except Exception as exc:
+            logger.warning(
+                "releasing the dependents of %d ended jobs failed (%s: %s); a worker's sweep "
+                "will release them",
+                len(ended),
+                type(exc).__name__,
+                exc,
+            )
+            return
+        self._announce_moved(None, moved)
+
+    def _announce_moved(self, conn: "AsyncConnection | None", moved: Sequence[Row]) -> None:
+        released = tuple({r["queue"] for r in moved if r["status"] != JobStatus.CANCELLED})
+        if released:
+            self._announce(conn, Notification("available", released))
+        cancelled = tuple(str(r["id"]) for r in moved if r["status"] == JobStatus.CANCELLED)
+        if cancelled:
+            self._announce(conn, Notification("done", cancelled))
+
+    async def job_release_pending(self, limit: int) -> int:
+        """Release the dependents of up to ``limit`` ended jobs whose release did not happen;
+        how many such jobs there were."""
+        rows = await self._db.fetch("job_release_pending", self._bind({"limit": limit}))
+        ended = [str(row["id"]) for row in rows]
+        if ended:
+            await self._release(ended)
+        return len(ended)
 
     async def job_list(self, params: JobListParams) -> list[JobRow]:
         """A page of jobs, newest first."""
@@ -313,6 +400,9 @@ class SQLBackend(ABC):
         done = tuple(row.id for row in rows if row.status.is_final)
         if done:
             self._announce(None, Notification("done", done))
+        ended = [row.id for row in rows if row.release_pending]
+        if ended:
+            await self._release(ended)
         return Rescue(jobs=rows, workers=forgotten)
 
     async def job_retry(self, job_id: str) -> JobRow | None:
@@ -416,7 +506,7 @@ class SQLBackend(ABC):
             )
         sql, parameters = self._db.for_host(name, self._bind(values))
         result = await conn.exec_driver_sql(sql, parameters)
-        return list(result.mappings())
+        return list(result.mappings()) if result.returns_rows else []
 
     def _insert_one(self, p: JobInsertParams) -> dict[str, Any]:
         """The parameters of ``job_insert``."""

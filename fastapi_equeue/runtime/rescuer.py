@@ -1,5 +1,6 @@
-"""Takes back the jobs of workers that went silent. Safe to run from every worker at once: the
-statement skips locked rows and is idempotent."""
+"""Takes back the jobs of workers that went silent, and releases the dependents of jobs whose
+release a dead worker left undone. Safe to run from every worker at once: the statements skip
+locked rows or are idempotent."""
 
 from fastapi_equeue.clock import Clock
 from fastapi_equeue.runtime.service import Periodic
@@ -8,7 +9,8 @@ from fastapi_equeue.store import Store
 
 class Rescuer(Periodic):
     """Every ``interval``: every processing job of a worker silent for ``stalled_after`` goes
-    back (or fails, with no attempt left), and the silent workers are forgotten."""
+    back (or fails, with no attempt left), the silent workers are forgotten, and ended jobs
+    whose dependents still wait for their release have them released."""
 
     name = "rescuer"
 
@@ -29,3 +31,4 @@ class Rescuer(Periodic):
     async def tick(self) -> None:
         """One sweep."""
         await self._store.rescue(self._stalled_after, self._worker_id)
+        await self._store.release_pending()

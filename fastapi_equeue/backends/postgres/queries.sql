@@ -15,7 +15,8 @@ UPDATE equeue_jobs
 SET status = CASE WHEN status = 'processing' THEN status ELSE 'cancelled' END,
     cancel_requested = (status = 'processing'),
     finished_at = CASE WHEN status = 'processing' THEN NULL
-                       ELSE coalesce(CAST(:now AS timestamptz), now()) END
+                       ELSE coalesce(CAST(:now AS timestamptz), now()) END,
+    release_pending = has_dependents AND status <> 'processing'
 WHERE id = CAST(:id AS uuid) AND status IN ('queued', 'retrying', 'processing')
 RETURNING *, pg_notify('equeue', CASE WHEN status = 'processing' THEN 'cancel:' ELSE 'done:' END
                                  || id::text) IS NULL AS notified;
@@ -173,11 +174,15 @@ updated AS (
         finished_at = CASE WHEN o.status IN ('completed', 'failed', 'cancelled')
                                 OR j.cancel_requested THEN coalesce(CAST(:now AS timestamptz), now()) END,
         worker_id = NULL,
-        cancel_requested = false
+        cancel_requested = false,
+        -- has_dependents is the newest row's: a dependent whose insert this write waited for
+        -- is released by job_release, in a statement that sees it.
+        release_pending = j.has_dependents
+                          AND (o.status IN ('completed', 'failed', 'cancelled') OR j.cancel_requested)
     FROM outcome AS o
     WHERE j.id = o.id AND j.attempts = o.attempt AND j.worker_id = o.worker_id
       AND j.status = 'processing'
-    RETURNING j.id, j.status, j.queue
+    RETURNING j.id, j.status, j.queue, j.release_pending
 ),
 done AS (
     -- One notification per batch, not per job; ids are 36 characters and a batch is at most
@@ -191,10 +196,35 @@ requeued AS (
     SELECT pg_notify('equeue', 'available:' || queue)
     FROM (SELECT DISTINCT queue FROM updated WHERE status = 'queued') AS q
 )
-SELECT id, status, queue
+SELECT id, status, queue, release_pending
 FROM updated
 -- The one-time filter makes PostgreSQL run the notifying CTEs, which it would otherwise skip.
 WHERE (SELECT count(*) FROM done) + (SELECT count(*) FROM requeued) >= 0;
+
+-- name: job_dependencies_edges
+-- One edge per dependency of new jobs (a JSON array of {"id", "depends_on": [ids], "blocked"}).
+INSERT INTO equeue_dependencies (depends_on, job_id)
+SELECT DISTINCT CAST(d AS uuid), CAST(l ->> 'id' AS uuid)
+FROM jsonb_array_elements(CAST(CAST(:links AS text) AS jsonb)) AS l,
+     jsonb_array_elements_text(l -> 'depends_on') AS d
+ON CONFLICT DO NOTHING;
+
+-- name: job_dependencies_link
+-- Record what new jobs wait for (a JSON array of {"id", "depends_on": [ids], "blocked"}): the
+-- list each job shows, and whether it is blocked (job_dependencies_edges adds the edges).
+UPDATE equeue_jobs AS j
+SET depends_on = l -> 'depends_on', blocked = CAST(l ->> 'blocked' AS boolean)
+FROM jsonb_array_elements(CAST(CAST(:links AS text) AS jsonb)) AS l
+WHERE j.id = CAST(l ->> 'id' AS uuid);
+
+-- name: job_dependencies_lock
+-- Mark the jobs that new jobs depend on (a JSON array of ids) as having dependents, and return
+-- their newest statuses. The row lock makes an ending dependency's write wait for the new
+-- jobs' commit; that write then sees the mark, and has its dependents released.
+UPDATE equeue_jobs
+SET has_dependents = true
+WHERE id IN (SELECT CAST(jsonb_array_elements_text(CAST(CAST(:ids AS text) AS jsonb)) AS uuid))
+RETURNING id, status;
 
 -- name: job_get
 -- One job by id.
@@ -334,6 +364,55 @@ WHERE id = ANY(ARRAY(SELECT id FROM completed UNION ALL SELECT id FROM cancelled
                      UNION ALL SELECT id FROM failed))
 RETURNING status;
 
+-- name: job_release
+-- Move the blocked dependents of ended jobs (a JSON array of ids): one whose dependencies all
+-- completed may run; one with a dependency that failed or was cancelled is cancelled, its
+-- error naming that dependency (then it has dependents of its own to release, in turn).
+-- Statuses are read in this statement's snapshot, taken after the ends it releases for were
+-- committed; a dependent moved already (blocked no more) is left alone, so releasing twice
+-- is harmless.
+WITH verdict AS (
+    SELECT e.job_id AS id,
+           bool_and(p.status = 'completed') AS ready,
+           min(CASE WHEN p.status IN ('failed', 'cancelled')
+                    THEN 'DependencyFailed: job ' || p.id::text || ' ended ' || p.status END)
+               AS error
+    FROM equeue_dependencies AS e
+    JOIN equeue_jobs AS p ON p.id = e.depends_on
+    WHERE e.job_id IN (
+        SELECT job_id FROM equeue_dependencies
+        WHERE depends_on IN (
+            SELECT CAST(jsonb_array_elements_text(CAST(CAST(:ids AS text) AS jsonb)) AS uuid)))
+    GROUP BY e.job_id
+)
+UPDATE equeue_jobs AS j
+SET blocked = false,
+    status = CASE WHEN v.error IS NULL THEN j.status ELSE 'cancelled' END,
+    finished_at = CASE WHEN v.error IS NULL THEN j.finished_at
+                       ELSE coalesce(CAST(:now AS timestamptz), now()) END,
+    last_error = coalesce(v.error, j.last_error),
+    errors = CASE WHEN v.error IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(
+        jsonb_build_object('attempt', j.attempts, 'error', v.error, 'traceback', NULL,
+                           'at', coalesce(CAST(:now AS timestamptz), now()))) END,
+    release_pending = j.has_dependents AND v.error IS NOT NULL
+FROM verdict AS v
+WHERE j.id = v.id AND j.blocked AND j.status IN ('queued', 'retrying')
+  AND (v.ready OR v.error IS NOT NULL)
+RETURNING j.id, j.status, j.queue, j.release_pending,
+          pg_notify('equeue', CASE WHEN j.status = 'cancelled' THEN 'done:' || j.id::text
+                                   ELSE 'available:' || j.queue END) IS NULL AS notified;
+
+-- name: job_release_done
+-- The dependents of these ended jobs (a JSON array of ids) were released.
+UPDATE equeue_jobs
+SET release_pending = false
+WHERE id IN (SELECT CAST(jsonb_array_elements_text(CAST(CAST(:ids AS text) AS jsonb)) AS uuid))
+  AND release_pending;
+
+-- name: job_release_pending
+-- Ended jobs whose dependents still wait for their release (a worker died in between).
+SELECT id FROM equeue_jobs WHERE release_pending LIMIT :limit;
+
 -- name: job_rescue_stalled
 -- Take back running jobs whose worker has been silent for :stalled_after seconds. The lost
 -- attempt counts (a WorkerLost error); with none left the job fails, and a job that was being
@@ -365,7 +444,8 @@ SET status = CASE WHEN j.cancel_requested THEN 'cancelled'
     finished_at = CASE WHEN j.cancel_requested OR j.attempts >= j.max_attempts
                        THEN coalesce(CAST(:now AS timestamptz), now()) END,
     worker_id = NULL,
-    cancel_requested = false
+    cancel_requested = false,
+    release_pending = j.has_dependents AND (j.cancel_requested OR j.attempts >= j.max_attempts)
 FROM lost
 WHERE j.id = lost.id
 RETURNING j.*, pg_notify('equeue', CASE WHEN j.status = 'queued'
@@ -376,7 +456,12 @@ RETURNING j.*, pg_notify('equeue', CASE WHEN j.status = 'queued'
 -- Queue a failed or cancelled job again, attempts reset, errors kept.
 UPDATE equeue_jobs
 SET status = 'queued', attempts = 0, scheduled_at = coalesce(CAST(:now AS timestamptz), now()), started_at = NULL,
-    finished_at = NULL, result = NULL, worker_id = NULL, cancel_requested = false
+    finished_at = NULL, result = NULL, worker_id = NULL, cancel_requested = false,
+    -- A dependent waits again for those of its dependencies that have not completed.
+    blocked = EXISTS (
+        SELECT 1 FROM equeue_dependencies AS e
+        JOIN equeue_jobs AS p ON p.id = e.depends_on
+        WHERE e.job_id = equeue_jobs.id AND p.status <> 'completed')
 WHERE id = CAST(:id AS uuid) AND status IN ('failed', 'cancelled')
 RETURNING *, pg_notify('equeue', 'available:' || queue) IS NULL AS notified;
 

@@ -11,7 +11,8 @@
 UPDATE equeue_jobs
 SET status = CASE WHEN status = 'processing' THEN status ELSE 'cancelled' END,
     cancel_requested = (status = 'processing'),
-    finished_at = CASE WHEN status = 'processing' THEN NULL ELSE :now END
+    finished_at = CASE WHEN status = 'processing' THEN NULL ELSE :now END,
+    release_pending = has_dependents AND status <> 'processing'
 WHERE id = :id AND status IN ('queued', 'retrying', 'processing')
 RETURNING *;
 
@@ -61,7 +62,10 @@ SET status = CASE WHEN equeue_jobs.cancel_requested AND o.status IN ('retrying',
     finished_at = CASE WHEN o.status IN ('completed', 'failed', 'cancelled')
                             OR equeue_jobs.cancel_requested THEN :now END,
     worker_id = NULL,
-    cancel_requested = 0
+    cancel_requested = 0,
+    release_pending = equeue_jobs.has_dependents
+                      AND (o.status IN ('completed', 'failed', 'cancelled')
+                           OR equeue_jobs.cancel_requested)
 FROM (
     SELECT json_extract(value, '$.id') AS id,
            json_extract(value, '$.attempt') AS attempt,
@@ -74,7 +78,32 @@ FROM (
 ) AS o
 WHERE equeue_jobs.id = o.id AND equeue_jobs.attempts = o.attempt
   AND equeue_jobs.worker_id = o.worker_id AND equeue_jobs.status = 'processing'
-RETURNING equeue_jobs.id, equeue_jobs.status, equeue_jobs.queue;
+RETURNING equeue_jobs.id, equeue_jobs.status, equeue_jobs.queue, equeue_jobs.release_pending;
+
+-- name: job_dependencies_edges
+-- One edge per dependency of new jobs (a JSON array of {"id", "depends_on": [ids], "blocked"}).
+INSERT INTO equeue_dependencies (depends_on, job_id)
+SELECT DISTINCT d.value, json_extract(l.value, '$.id')
+FROM json_each(:links) AS l, json_each(json_extract(l.value, '$.depends_on')) AS d
+WHERE true
+ON CONFLICT DO NOTHING;
+
+-- name: job_dependencies_link
+-- Record what new jobs wait for (a JSON array of {"id", "depends_on": [ids], "blocked"}): the
+-- list each job shows, and whether it is blocked (job_dependencies_edges adds the edges).
+UPDATE equeue_jobs
+SET depends_on = json_extract(l.value, '$.depends_on'),
+    blocked = json_extract(l.value, '$.blocked')
+FROM json_each(:links) AS l
+WHERE equeue_jobs.id = json_extract(l.value, '$.id');
+
+-- name: job_dependencies_lock
+-- Mark the jobs that new jobs depend on (a JSON array of ids) as having dependents, and return
+-- their statuses (the transaction's write lock keeps them as they are until it commits).
+UPDATE equeue_jobs
+SET has_dependents = 1
+WHERE id IN (SELECT value FROM json_each(:ids))
+RETURNING id, status;
 
 -- name: job_get
 -- One job by id.
@@ -172,6 +201,51 @@ WHERE id IN (
         LIMIT :limit))
 RETURNING status;
 
+-- name: job_release
+-- Move the blocked dependents of ended jobs (a JSON array of ids): one whose dependencies all
+-- completed may run; one with a dependency that failed or was cancelled is cancelled, its
+-- error naming that dependency (then it has dependents of its own to release, in turn). A
+-- dependent moved already (blocked no more) is left alone.
+WITH verdict AS (
+    SELECT e.job_id AS id,
+           min(p.status = 'completed') AS ready,
+           min(CASE WHEN p.status IN ('failed', 'cancelled')
+                    THEN 'DependencyFailed: job ' || p.id || ' ended ' || p.status END) AS error
+    FROM equeue_dependencies AS e
+    JOIN equeue_jobs AS p ON p.id = e.depends_on
+    WHERE e.job_id IN (
+        SELECT job_id FROM equeue_dependencies
+        WHERE depends_on IN (SELECT value FROM json_each(:ids)))
+    GROUP BY e.job_id
+)
+UPDATE equeue_jobs
+SET blocked = 0,
+    status = CASE WHEN v.error IS NULL THEN equeue_jobs.status ELSE 'cancelled' END,
+    finished_at = CASE WHEN v.error IS NULL THEN equeue_jobs.finished_at ELSE :now END,
+    last_error = coalesce(v.error, equeue_jobs.last_error),
+    errors = CASE WHEN v.error IS NULL THEN equeue_jobs.errors
+                  ELSE json_insert(equeue_jobs.errors, '$[#]', json_object(
+                      'attempt', equeue_jobs.attempts,
+                      'error', v.error,
+                      'traceback', NULL,
+                      'at', strftime('%Y-%m-%dT%H:%M:%f+00:00', :now / 1000000.0, 'unixepoch')))
+             END,
+    release_pending = equeue_jobs.has_dependents AND v.error IS NOT NULL
+FROM verdict AS v
+WHERE equeue_jobs.id = v.id AND equeue_jobs.blocked AND equeue_jobs.status IN ('queued', 'retrying')
+  AND (v.ready OR v.error IS NOT NULL)
+RETURNING equeue_jobs.id, equeue_jobs.status, equeue_jobs.queue, equeue_jobs.release_pending;
+
+-- name: job_release_done
+-- The dependents of these ended jobs (a JSON array of ids) were released.
+UPDATE equeue_jobs
+SET release_pending = 0
+WHERE id IN (SELECT value FROM json_each(:ids)) AND release_pending;
+
+-- name: job_release_pending
+-- Ended jobs whose dependents still wait for their release (a worker died in between).
+SELECT id FROM equeue_jobs WHERE release_pending = 1 LIMIT :limit;
+
 -- name: job_rescue_stalled
 -- Take back running jobs whose worker has been silent for :stalled_after. The lost attempt
 -- counts (a WorkerLost error); with none left the job fails; a job being cancelled ends
@@ -189,7 +263,8 @@ SET status = CASE WHEN cancel_requested THEN 'cancelled'
     last_error = :error,
     finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts THEN :now END,
     worker_id = NULL,
-    cancel_requested = 0
+    cancel_requested = 0,
+    release_pending = has_dependents AND (cancel_requested OR attempts >= max_attempts)
 WHERE status = 'processing' AND worker_id <> :worker_id
   AND NOT EXISTS (
       SELECT 1 FROM equeue_workers AS w
@@ -200,7 +275,12 @@ RETURNING *;
 -- Queue a failed or cancelled job again, attempts reset, errors kept.
 UPDATE equeue_jobs
 SET status = 'queued', attempts = 0, scheduled_at = :now, started_at = NULL,
-    finished_at = NULL, result = NULL, worker_id = NULL, cancel_requested = 0
+    finished_at = NULL, result = NULL, worker_id = NULL, cancel_requested = 0,
+    -- A dependent waits again for those of its dependencies that have not completed.
+    blocked = EXISTS (
+        SELECT 1 FROM equeue_dependencies AS e
+        JOIN equeue_jobs AS p ON p.id = e.depends_on
+        WHERE e.job_id = equeue_jobs.id AND p.status <> 'completed')
 WHERE id = :id AND status IN ('failed', 'cancelled')
 RETURNING *;
 
