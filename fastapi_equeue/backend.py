@@ -409,6 +409,10 @@ class Backend(Protocol):
     async def job_prune(self, params: JobPruneParams) -> dict[JobStatus, int]:
         """Delete finished jobs past their retention, a batch at a time; how many, by status."""
 
+    def on_dependents_moved(self, listener: Callable[[Sequence[JobRow]], None]) -> None:
+        """Call ``listener`` with the dependents a release moved (released to run, or cancelled
+        because a dependency failed), once that is committed."""
+
     async def job_release_pending(self, limit: int) -> int:
         """Release the dependents of up to ``limit`` ended jobs whose release did not happen
         (their process died right after ending them); how many such jobs there were."""

@@ -68,6 +68,7 @@ class Store:
         self._failure: BaseException | None = None
         if ready:
             self._settled.set()
+        backend.on_dependents_moved(self._dependents_moved)
 
     @property
     def backend(self) -> Backend:
@@ -324,6 +325,14 @@ class Store:
         await self.backend.worker_deregister(worker_id)
         if self._bus.wants(events.WorkerStopped):
             self._bus.emit(events.WorkerStopped(at=self._clock.now(), worker_id=worker_id))
+
+    def _dependents_moved(self, rows: Sequence[JobRow]) -> None:
+        # A dependent cancelled because a dependency failed is a job's end like any other.
+        if self._bus.wants(events.JobCancelled):
+            at = self._clock.now()
+            for row in rows:
+                if row.status is JobStatus.CANCELLED:
+                    self._bus.emit(events.JobCancelled(**_job_fields(row, at)))
 
     # -- plumbing ------------------------------------------------------------------------------
 

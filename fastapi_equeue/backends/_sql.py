@@ -5,6 +5,7 @@ decodes rows, and what it does after a commit; the methods of the ``Backend`` Pr
 once, so both dialects keep the same semantics by construction.
 """
 
+import functools
 import json
 import logging
 from abc import ABC, abstractmethod
@@ -63,6 +64,7 @@ class SQLBackend(ABC):
     def __init__(self, database: Database) -> None:
         self._db = database
         self._plan = tuple((name, self.decoders.get(kind)) for name, kind in JOB_COLUMNS)
+        self._moved_listeners: list[Callable[[Sequence[JobRow]], None]] = []
 
     # -- what a dialect provides ---------------------------------------------------------------
 
@@ -318,13 +320,24 @@ class SQLBackend(ABC):
             return
         self._announce_moved(None, moved)
 
+    def on_dependents_moved(self, listener: Callable[[Sequence[JobRow]], None]) -> None:
+        """Call ``listener`` with the dependents each release moved, once it is committed."""
+        self._moved_listeners.append(listener)
+
     def _announce_moved(self, conn: "AsyncConnection | None", moved: Sequence[Row]) -> None:
-        released = tuple({r["queue"] for r in moved if r["status"] != JobStatus.CANCELLED})
+        rows = [self._decode(r) for r in moved]
+        released = tuple({r.queue for r in rows if r.status is not JobStatus.CANCELLED})
         if released:
             self._announce(conn, Notification("available", released))
-        cancelled = tuple(str(r["id"]) for r in moved if r["status"] == JobStatus.CANCELLED)
+        cancelled = tuple(r.id for r in rows if r.status is JobStatus.CANCELLED)
         if cancelled:
             self._announce(conn, Notification("done", cancelled))
+        if rows:
+            for listener in self._moved_listeners:
+                if conn is None:
+                    listener(rows)
+                else:
+                    after_commit(conn, functools.partial(listener, rows))
 
     async def job_release_pending(self, limit: int) -> int:
         """Release the dependents of up to ``limit`` ended jobs whose release did not happen;

@@ -14,7 +14,7 @@ import pytest
 from fastapi import FastAPI
 
 import fastapi_equeue as equeue
-from fastapi_equeue import EQueue, JobStatus, UnknownDependency
+from fastapi_equeue import EQueue, JobStatus, UnknownDependency, events
 from tests.conftest import FAST
 
 DEADLINE = 20.0
@@ -65,17 +65,23 @@ async def test_a_failed_dependency_cancels_its_dependents_and_theirs(
     make_queue: Callable[..., EQueue],
 ) -> None:
     log: list[str] = []
-    async with chain_queue(make_queue, log) as queue:
-        a, b, c = await queue.client.enqueue_many(
-            [
-                {"job_type": "step", "payload": {"name": "a", "fail": True}},
-                {"job_type": "step", "payload": {"name": "b"}, "depends_on": [0]},
-                {"job_type": "step", "payload": {"name": "c"}, "depends_on": [1]},
-            ]
-        )
-        failed = await queue.client.wait(a.id, timeout=DEADLINE)
-        b_end = await queue.client.wait(b.id, timeout=DEADLINE)
-        c_end = await queue.client.wait(c.id, timeout=DEADLINE)
+    queue = chain_queue(make_queue, log)
+    with queue.events.record(events.JobCancelled) as cancelled:
+        async with queue:
+            a, b, c = await queue.client.enqueue_many(
+                [
+                    {"job_type": "step", "payload": {"name": "a", "fail": True}},
+                    {"job_type": "step", "payload": {"name": "b"}, "depends_on": [0]},
+                    {"job_type": "step", "payload": {"name": "c"}, "depends_on": [1]},
+                ]
+            )
+            failed = await queue.client.wait(a.id, timeout=DEADLINE)
+            b_end = await queue.client.wait(b.id, timeout=DEADLINE)
+            c_end = await queue.client.wait(c.id, timeout=DEADLINE)
+            await cancelled.wait_count(2, timeout=DEADLINE)
+
+    # Each cancelled dependent is announced like any job's end.
+    assert sorted(e.job_id for e in cancelled.events) == sorted([b.id, c.id])
 
     assert failed.status is JobStatus.FAILED
     assert b_end.status is JobStatus.CANCELLED

@@ -398,7 +398,7 @@ SET blocked = false,
 FROM verdict AS v
 WHERE j.id = v.id AND j.blocked AND j.status IN ('queued', 'retrying')
   AND (v.ready OR v.error IS NOT NULL)
-RETURNING j.id, j.status, j.queue, j.release_pending,
+RETURNING j.*,
           pg_notify('equeue', CASE WHEN j.status = 'cancelled' THEN 'done:' || j.id::text
                                    ELSE 'available:' || j.queue END) IS NULL AS notified;
 

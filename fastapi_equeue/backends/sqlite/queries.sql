@@ -234,7 +234,7 @@ SET blocked = 0,
 FROM verdict AS v
 WHERE equeue_jobs.id = v.id AND equeue_jobs.blocked AND equeue_jobs.status IN ('queued', 'retrying')
   AND (v.ready OR v.error IS NOT NULL)
-RETURNING equeue_jobs.id, equeue_jobs.status, equeue_jobs.queue, equeue_jobs.release_pending;
+RETURNING *;
 
 -- name: job_release_done
 -- The dependents of these ended jobs (a JSON array of ids) were released.
