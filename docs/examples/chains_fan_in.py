@@ -22,6 +22,7 @@ async def main(database_url: str) -> None:
                 {"job_type": "step", "payload": {"name": "publish"}, "depends_on": [1, 2]},
             ]
         )
+        assert parse.depends_on == [fetch.id]
         assert publish.depends_on == [parse.id, thumbnail.id]
 
         done = await queue.client.wait(publish.id, timeout=10)

@@ -61,7 +61,7 @@ def test_every_query_is_used_by_the_backends() -> None:
 
 
 def test_every_storage_method_of_the_backend_protocol_has_its_query() -> None:
-    lifecycle = {"open", "close", "migrate", "migration_script"}
+    lifecycle = {"open", "close", "migrate", "migration_script", "on_dependents_moved"}
     methods = {
         name
         for name, value in vars(Backend).items()
