@@ -4,6 +4,7 @@ import importlib
 import typing
 
 from fastapi_equeue.client import QueueClient, Submission
+from fastapi_equeue.context import JobContext
 from fastapi_equeue.errors import (
     ConfigurationError,
     DatabaseUnavailable,
@@ -59,6 +60,7 @@ __all__ = [
     "InvalidPayload",
     "InvalidTransition",
     "Job",
+    "JobContext",
     "JobError",
     "JobNotFound",
     "JobStatus",

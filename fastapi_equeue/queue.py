@@ -145,6 +145,7 @@ class EQueue:
         self._client: QueueClient | None = None
         self._runtime: Runtime | None = None
         self._stack: AsyncExitStack | None = None
+        self._app: Any = None  # the app whose lifespan runs the queue: tasks' JobContext.app
 
     # -- tasks -------------------------------------------------------------------------------------
 
@@ -251,17 +252,22 @@ class EQueue:
     @asynccontextmanager
     async def lifespan(self, app: Any) -> AsyncIterator[None]:
         """The FastAPI lifespan: ``FastAPI(lifespan=queue.lifespan)``, or nested in a host's own
-        as ``async with queue.lifespan(app): yield``. Puts the queue on ``app.state.equeue``."""
-        async with self:
-            app.state.equeue = self
-            from fastapi_equeue.api.mounting import prepare_app  # the web side, on demand
+        as ``async with queue.lifespan(app): yield``. Puts the queue on ``app.state.equeue``;
+        its tasks see ``app`` as ``JobContext.app``."""
+        self._app = app
+        try:
+            async with self:
+                app.state.equeue = self
+                from fastapi_equeue.api.mounting import prepare_app  # the web side, on demand
 
-            prepare_app(app, self.registry)
-            try:
-                yield
-            finally:
-                if getattr(app.state, "equeue", None) is self:
-                    del app.state.equeue
+                prepare_app(app, self.registry)
+                try:
+                    yield
+                finally:
+                    if getattr(app.state, "equeue", None) is self:
+                        del app.state.equeue
+        finally:
+            self._app = None
 
     @asynccontextmanager
     async def connected(self) -> AsyncIterator[QueueClient]:
@@ -339,6 +345,7 @@ class EQueue:
             queues=queues,
             burst=burst,
             beat_backend=self._open_beat_backend,
+            app=self._app,
         )
 
     def _open_beat_backend(self) -> Backend:

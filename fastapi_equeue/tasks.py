@@ -2,7 +2,8 @@
 
 A task's payload model is built from the function's signature with pydantic: the payload's keys are
 the function's keyword arguments, validated against its type hints when a job is enqueued and again
-(to build typed arguments) when it runs.
+(to build typed arguments) when it runs. Parameters annotated ``JobContext`` or declaring a FastAPI
+``Depends`` are injected when the job runs, and are no part of the payload.
 """
 
 import inspect
@@ -24,6 +25,7 @@ from fastapi_equeue.config import (
     check_queue_name,
 )
 from fastapi_equeue.errors import ConfigurationError, InvalidPayload, UnknownJobType
+from fastapi_equeue.injection import Injection, injection_for
 from fastapi_equeue.retry import RetryDelay
 
 P = ParamSpec("P")
@@ -47,11 +49,18 @@ class Task(Generic[P, R]):
     priority: int = 0
     payload_model: type[BaseModel] = field(init=False)
     is_async: bool = field(init=False)
+    injection: Injection | None = field(init=False)
+    """The parameters filled when the job runs (``JobContext``, ``Depends``), if any."""
 
     def __post_init__(self) -> None:
         _validate_options(self)
         object.__setattr__(self, "is_async", inspect.iscoroutinefunction(self.fn))
-        object.__setattr__(self, "payload_model", _payload_model(self.name, self.fn))
+        parameters = _parameters(self.name, self.fn)
+        injection = injection_for(self.name, parameters)
+        if injection is not None:
+            parameters = [(p, hint) for p, hint in parameters if p.name not in injection.names]
+        object.__setattr__(self, "injection", injection)
+        object.__setattr__(self, "payload_model", _payload_model(self.name, parameters))
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.fn(*args, **kwargs)
@@ -76,6 +85,7 @@ class Task(Generic[P, R]):
             raise InvalidPayload(self.name, _describe(exc), _error_list(exc)) from None
         dumped = model.model_dump(mode="json", exclude_unset=True, by_alias=True)
         if model.model_extra:
+            self._refuse_injected(model.model_extra)
             dumped.update(model.model_extra)
         try:
             encoded = encode_json(dumped)
@@ -97,6 +107,18 @@ class Task(Generic[P, R]):
         if model.model_extra:
             kwargs.update(model.model_extra)
         return kwargs
+
+    def _refuse_injected(self, extra: Mapping[str, Any]) -> None:
+        # A task taking **kwargs accepts unknown keys, but never one naming an injected
+        # parameter: the payload cannot stand in for what the worker injects.
+        clash = sorted(extra.keys() & self.injection.names) if self.injection else []
+        if clash:
+            message = "Extra inputs are not permitted"
+            raise InvalidPayload(
+                self.name,
+                "; ".join(f"{key}: {message}" for key in clash),
+                [{"loc": [key], "msg": message, "type": "extra_forbidden"} for key in clash],
+            )
 
 
 class TaskRegistry:
@@ -201,21 +223,27 @@ def _validate_options(task: Task[Any, Any]) -> None:
         )
 
 
-def _payload_model(name: str, fn: Callable[..., Any]) -> type[BaseModel]:
-    signature = inspect.signature(fn)
+def _parameters(name: str, fn: Callable[..., Any]) -> list[tuple[inspect.Parameter, Any]]:
+    """Each parameter of ``fn`` with its resolved annotation (``Any`` when it has none)."""
     hints = typing.get_type_hints(fn, include_extras=True)
-    fields: dict[str, Any] = {}
-    extra = "forbid"
-    for param in signature.parameters.values():
-        if param.kind is inspect.Parameter.VAR_KEYWORD:
-            extra = "allow"
-            continue
+    parameters = []
+    for param in inspect.signature(fn).parameters.values():
         if param.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.VAR_POSITIONAL):
             raise ConfigurationError(
                 f"task {name!r}: parameter {param.name!r} cannot be passed by keyword; "
                 "payload keys become keyword arguments"
             )
-        annotation = hints.get(param.name, Any)
+        parameters.append((param, hints.get(param.name, Any)))
+    return parameters
+
+
+def _payload_model(name: str, parameters: list[tuple[inspect.Parameter, Any]]) -> type[BaseModel]:
+    fields: dict[str, Any] = {}
+    extra = "forbid"
+    for param, annotation in parameters:
+        if param.kind is inspect.Parameter.VAR_KEYWORD:
+            extra = "allow"
+            continue
         default = ... if param.default is inspect.Parameter.empty else param.default
         # Fields get internal names and take the parameter's name as their alias, so that a
         # parameter may be called `json`, `schema` or `model_config` without clashing with

@@ -1,7 +1,10 @@
-"""One attempt of one job: resolve the task, run it under its timeout, return the outcome.
+"""One attempt of one job: resolve the task and its dependencies, run it under its timeout,
+return the outcome.
 
-The executor never touches the database. It turns whatever happened (a result, an exception, a
-timeout, a cancellation) into ``JobCompleteParams`` for the completer to write.
+The executor never writes an outcome. It turns whatever happened (a result, an exception, a
+timeout, a cancellation) into ``JobCompleteParams`` for the completer to write; only the
+attempt's progress reports (``runtime.progress``) reach the database from here, the last one
+before the outcome is handed on.
 """
 
 import asyncio
@@ -9,6 +12,7 @@ import functools
 import logging
 import traceback
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from typing import Any
 
 import anyio.to_thread
@@ -17,10 +21,12 @@ from anyio import CapacityLimiter
 from fastapi_equeue.backend import AttemptError, JobCompleteParams, JobRow
 from fastapi_equeue.clock import Clock
 from fastapi_equeue.config import MAX_ERROR_CHARS, MAX_TRACEBACK_CHARS
+from fastapi_equeue.context import JobContext
 from fastapi_equeue.errors import EQueueError
 from fastapi_equeue.retry import delay_for
 from fastapi_equeue.runtime.attempts import StopReason
-from fastapi_equeue.store import Attempt
+from fastapi_equeue.runtime.progress import Progress
+from fastapi_equeue.store import Attempt, Store
 from fastapi_equeue.tasks import Task, TaskRegistry, encode_json
 
 logger = logging.getLogger(__name__)
@@ -37,13 +43,17 @@ class Executor:
         self,
         registry: TaskRegistry,
         *,
+        store: Store,
         worker_id: str,
         clock: Clock,
         threads: int,
+        app: Any = None,
     ) -> None:
         self._registry = registry
+        self._store = store
         self._worker_id = worker_id
         self._clock = clock
+        self._app = app
         # A limiter of our own: the loop's default executor has too few threads for `threads`
         # blocking tasks at once, and must not be starved by (or starve) the host's own use.
         self._limiter = CapacityLimiter(max(threads, 1))
@@ -52,17 +62,36 @@ class Executor:
         """Run one attempt of ``job``; ``stop_reason`` says why, if the runtime cancels it."""
         loop = asyncio.get_running_loop()
         started = loop.time()
+        progress = Progress(self._store, job, worker_id=self._worker_id, clock=self._clock)
         try:
-            outcome = await self._outcome(job, stop_reason)
-        except Exception as exc:
-            # A fault of ours rather than the task's: the attempt must still end, or the job
-            # would be handed back and run again forever.
-            logger.exception("could not run job %s; failing it", job.id)
-            outcome = self._failure(job, exc, final=True, task=None)
+            try:
+                outcome = await self._outcome(job, stop_reason, progress)
+            except Exception as exc:
+                # A fault of ours rather than the task's: the attempt must still end, or the
+                # job would be handed back and run again forever.
+                logger.exception("could not run job %s; failing it", job.id)
+                outcome = self._failure(job, exc, final=True, task=None)
+            if outcome is not None:
+                await self._flush(progress, stop_reason)
+        finally:
+            progress.abort()
         return Attempt(job, outcome, loop.time() - started)
 
+    async def _flush(
+        self, progress: Progress, stop_reason: Callable[[], StopReason | None]
+    ) -> None:
+        """Write the attempt's last report before its outcome is handed on: the fence lets it
+        in while the job is still processing."""
+        try:
+            await progress.close()
+        except asyncio.CancelledError:
+            if stop_reason() is None:
+                raise
+            # Stopped (again) by the runtime while writing: the outcome matters more.
+            _uncancel()
+
     async def _outcome(
-        self, job: JobRow, stop_reason: Callable[[], StopReason | None]
+        self, job: JobRow, stop_reason: Callable[[], StopReason | None], progress: Progress
     ) -> JobCompleteParams | None:
         try:
             task = self._registry.get(job.job_type)
@@ -70,25 +99,49 @@ class Executor:
         except EQueueError as exc:
             # A row no registered task can run is not going to get better by retrying.
             return self._failure(job, exc, final=True, task=None)
+        ctx = JobContext(
+            job_id=job.id,
+            job_type=job.job_type,
+            queue=job.queue,
+            attempt=job.attempts,
+            app=self._app,
+            report=progress.report,
+        )
         try:
-            result = await self._call(task, kwargs)
+            result = await self._call(task, kwargs, ctx)
             _check_json(result)
         except asyncio.CancelledError:
             reason = stop_reason()
             if reason is None:
                 raise
             # The runtime cancelled this attempt on purpose and wants its outcome, not the error.
-            current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()
+            _uncancel()
             return self._stopped(job, reason)
         except Exception as exc:
             return self._failure(job, exc, final=job.attempts >= job.max_attempts, task=task)
         return self._params(job, "completed", result=result)
 
-    async def _call(self, task: Task[..., Any], kwargs: dict[str, Any]) -> Any:
+    async def _call(self, task: Task[..., Any], kwargs: dict[str, Any], ctx: JobContext) -> Any:
+        # Generator dependencies clean up here, after the task and outside its timeout,
+        # whatever the attempt's outcome; a clean-up that raises fails the attempt.
+        stack = AsyncExitStack()
+        try:
+            result = await self._timed(task, kwargs, ctx, stack)
+        except BaseException as exc:
+            # The clean-up sees the error; one that swallows it does not make the attempt
+            # succeed (there is no result to store).
+            await stack.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        await stack.aclose()
+        return result
+
+    async def _timed(
+        self, task: Task[..., Any], kwargs: dict[str, Any], ctx: JobContext, stack: AsyncExitStack
+    ) -> Any:
         try:
             async with asyncio.timeout(task.timeout) as deadline:
+                if task.injection is not None:
+                    kwargs.update(await task.injection.resolve(ctx, stack))
                 if task.is_async:
                     return await task.fn(**kwargs)
                 return await anyio.to_thread.run_sync(
@@ -128,6 +181,12 @@ class Executor:
         return JobCompleteParams(
             id=job.id, attempt=job.attempts, worker_id=self._worker_id, status=status, **fields
         )
+
+
+def _uncancel() -> None:
+    current = asyncio.current_task()
+    if current is not None:
+        current.uncancel()
 
 
 def _check_json(result: Any) -> None:

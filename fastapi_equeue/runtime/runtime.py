@@ -10,6 +10,7 @@ maintenance, write every outcome, and only then stop beating and remove the work
 """
 
 from collections.abc import Callable
+from typing import Any
 
 from fastapi_equeue.backend import Backend
 from fastapi_equeue.clock import Clock
@@ -30,7 +31,9 @@ from fastapi_equeue.tasks import TaskRegistry
 
 
 class Runtime:
-    """The workers of one process: ``concurrency`` slots over ``queues`` (``None``: all)."""
+    """The workers of one process: ``concurrency`` slots over ``queues`` (``None``: all);
+    ``app``, the ASGI app whose lifespan runs them, if one does, is what tasks see as
+    ``JobContext.app``."""
 
     def __init__(
         self,
@@ -43,6 +46,7 @@ class Runtime:
         queues: tuple[str, ...] | None,
         burst: bool = False,
         beat_backend: Callable[[], Backend] | None = None,
+        app: Any = None,
     ) -> None:
         self.worker_id = new_job_id()
         self.attempts = Attempts(concurrency, grace=config.shutdown_grace)
@@ -50,7 +54,14 @@ class Runtime:
         claiming = Claiming(
             store=store,
             attempts=self.attempts,
-            executor=Executor(registry, worker_id=self.worker_id, clock=clock, threads=concurrency),
+            executor=Executor(
+                registry,
+                store=store,
+                worker_id=self.worker_id,
+                clock=clock,
+                threads=concurrency,
+                app=app,
+            ),
             completer=self.completer,
             clock=clock,
             worker_id=self.worker_id,

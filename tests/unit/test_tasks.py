@@ -1,15 +1,21 @@
 """Tasks: the payload model a task's signature defines, its options, and the per-queue registry."""
 
 import json
+import subprocess
+import sys
 import warnings
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID
 
 import pytest
+from fastapi import Depends
 from pydantic import Field
 
+from fastapi_equeue import JobContext
 from fastapi_equeue.errors import ConfigurationError, InvalidPayload, UnknownJobType
 from fastapi_equeue.tasks import Task, TaskRegistry, payload_size
 
@@ -349,6 +355,139 @@ class TestRegistry:
         assert "send_email" not in second
         with pytest.raises(UnknownJobType):
             second.get("send_email")
+
+
+def get_settings() -> dict[str, str]:
+    return {"region": "eu"}
+
+
+class Settings:
+    def __init__(self, values: Annotated[dict[str, str], Depends(get_settings)]) -> None:
+        self.values = values
+
+
+def needs_a_request(user_id: int) -> str:
+    return str(user_id)
+
+
+class TestInjectedParameters:
+    def test_context_and_dependencies_are_not_payload_fields(self) -> None:
+        async def export(
+            report_id: int,
+            ctx: JobContext,
+            settings: Annotated[Settings, Depends()],
+            region: str = Depends(get_settings),
+        ) -> None:
+            return None
+
+        task = make_task(export)
+
+        assert set(task.payload_model.model_fields) == {"p_report_id"}
+        assert task.injection is not None
+        assert task.injection.names == {"ctx", "settings", "region"}
+        assert task.validate_payload({"report_id": 1}) == {"report_id": 1}
+        for key in ("ctx", "settings", "region"):
+            with pytest.raises(InvalidPayload) as caught:
+                task.validate_payload({"report_id": 1, key: {}})
+            assert invalid_fields(caught.value) == [key]
+
+    def test_a_task_without_injected_parameters_has_no_injection(self) -> None:
+        assert make_task(send_email).injection is None
+
+    async def test_dependencies_resolve_by_kind_and_depends_without_a_callable_builds_the_class(
+        self,
+    ) -> None:
+        cleaned: list[str] = []
+
+        def sync_gen(ctx: JobContext) -> Iterator[str]:
+            yield f"sync gen of {ctx.job_id}"
+            cleaned.append("sync gen")
+
+        async def async_gen() -> AsyncIterator[str]:
+            yield "async gen"
+            cleaned.append("async gen")
+
+        class Callable_:
+            async def __call__(self, ctx: JobContext) -> int:
+                return ctx.attempt
+
+        async def job(
+            settings: Annotated[Settings, Depends()],
+            a: Annotated[str, Depends(sync_gen)],
+            b: Annotated[str, Depends(async_gen)],
+            c: Annotated[int, Depends(Callable_())],
+            ctx: JobContext,
+        ) -> None:
+            return None
+
+        task = make_task(job)
+        assert task.injection is not None
+        assert [d.kind for d in task.injection.dependencies] == [
+            "function",
+            "generator",
+            "async_generator",
+            "coroutine",
+        ]
+        ctx = JobContext(job_id="j1", job_type="job", queue="default", attempt=3)
+        async with AsyncExitStack() as stack:
+            values = await task.injection.resolve(ctx, stack)
+            assert cleaned == []
+
+        assert cleaned == ["async gen", "sync gen"]
+        assert isinstance(values.pop("settings"), Settings)
+        assert values == {"a": "sync gen of j1", "b": "async gen", "c": 3, "ctx": ctx}
+
+    def test_a_dependency_parameter_neither_depends_nor_context_is_refused_by_name(
+        self,
+    ) -> None:
+        def loader(user_id: Annotated[str, Depends(needs_a_request)]) -> str:
+            return user_id
+
+        async def job(data: Annotated[str, Depends(loader)]) -> None:
+            return None
+
+        with pytest.raises(ConfigurationError) as caught:
+            make_task(job)
+
+        assert "'user_id' of dependency 'needs_a_request'" in str(caught.value)
+        assert "neither Depends(...) nor JobContext" in str(caught.value)
+
+    def test_a_dependency_on_itself_is_refused(self) -> None:
+        def cycle(value: int = 0) -> int:
+            return value
+
+        cycle.__defaults__ = (Depends(cycle),)
+
+        async def job(value: Annotated[int, Depends(cycle)]) -> None:
+            return None
+
+        with pytest.raises(ConfigurationError, match="depends on itself"):
+            make_task(job)
+
+    def test_max_concurrency_of_a_dependency_is_refused(self) -> None:
+        async def job(
+            settings: Annotated[dict[str, str], Depends(get_settings, max_concurrency=2)],
+        ) -> None:
+            return None
+
+        with pytest.raises(ConfigurationError, match="max_concurrency"):
+            make_task(job)
+
+    def test_a_task_with_only_a_context_does_not_import_fastapi(self) -> None:
+        # A standalone worker whose tasks take no Depends stays without FastAPI.
+        code = (
+            "import sys\n"
+            "from fastapi_equeue.tasks import Task\n"
+            "from fastapi_equeue import JobContext\n"
+            "def job(n: int, ctx: JobContext) -> None: ...\n"
+            "task = Task(fn=job, name='job')\n"
+            "assert task.injection is not None and task.injection.names == {'ctx'}\n"
+            "print('fastapi' in sys.modules)\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        assert out.stdout.strip() == "False"
 
 
 def test_payload_size_counts_utf8_bytes_of_compact_json() -> None:
