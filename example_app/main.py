@@ -23,8 +23,10 @@ Queue = Annotated[equeue.QueueClient, Depends(equeue.get_queue)]
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Create the example's tables, then run the queue (and its workers) with the app."""
+    """Create the example's tables, then run the queue (and its workers) with the app; its
+    tasks reach what is set up here through ``JobContext.app``."""
     await create_tables()
+    app.state.sessionmaker = Session
     async with queue.lifespan(app):
         yield
 

@@ -1,15 +1,20 @@
 """The example's queue and its job types.
 
 ``send_email`` fails now and then (the simulated mail server is flaky) to show retries,
-``generate_report`` is slow, and ``charge_card`` always fails, to show the failed state and a
-manual retry (``POST /jobs/{id}/retry``).
+``generate_report`` is slow (it reports its progress, and takes its database session from a
+dependency), and ``charge_card`` always fails, to show the failed state and a manual retry
+(``POST /jobs/{id}/retry``).
 """
 
 import asyncio
 import os
 import random
+from collections.abc import AsyncIterator
+from typing import Annotated
 
+from fastapi import Depends
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 import fastapi_equeue as equeue
 from example_app.db import DATABASE_URL, OutboxMessage, Session, User
@@ -49,13 +54,29 @@ async def send_email(recipient_email: str, subject: str, body: str) -> dict[str,
         return {"delivered": True, "outbox_id": message.id}
 
 
+async def get_session(ctx: equeue.JobContext) -> AsyncIterator[AsyncSession]:
+    """A database session for one attempt, closed when it ends, from the sessionmaker the
+    app's lifespan put on ``app.state`` (a standalone worker runs no app: the module's own)."""
+    sessionmaker = Session if ctx.app is None else ctx.app.state.sessionmaker
+    async with sessionmaker() as session:
+        yield session
+
+
 @queue.task(queue="reports", timeout=120)
-async def generate_report(title: str = "Signups", seconds: float = 5.0) -> dict[str, object]:
-    """A slow job: counts the users after ``seconds`` of pretend number crunching."""
-    await asyncio.sleep(max(0.0, min(seconds, 60.0)))
-    async with Session() as session:
-        users = await session.scalar(select(func.count()).select_from(User))
-        emails = await session.scalar(select(func.count()).select_from(OutboxMessage))
+async def generate_report(
+    session: Annotated[AsyncSession, Depends(get_session)],
+    ctx: equeue.JobContext,
+    title: str = "Signups",
+    seconds: float = 5.0,
+) -> dict[str, object]:
+    """A slow job: counts the users after ``seconds`` of pretend number crunching, reporting
+    its progress (see ``progress`` at ``GET /jobs/{id}``)."""
+    steps = 10
+    for step in range(1, steps + 1):
+        await asyncio.sleep(max(0.0, min(seconds, 60.0)) / steps)
+        await ctx.progress(step / steps, f"crunched {step} of {steps} batches")
+    users = await session.scalar(select(func.count()).select_from(User))
+    emails = await session.scalar(select(func.count()).select_from(OutboxMessage))
     return {"title": title, "users": users, "emails_sent": emails}
 
 
