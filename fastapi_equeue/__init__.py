@@ -21,6 +21,7 @@ from fastapi_equeue.errors import (
 )
 from fastapi_equeue.jobs import Job, JobError, JobStatus, Page, QueueStats
 from fastapi_equeue.options import EnqueueOptions
+from fastapi_equeue.periodic import Schedule, ScheduleInfo
 from fastapi_equeue.queue import EQueue
 from fastapi_equeue.queues import QueueInfo
 from fastapi_equeue.tasks import Task
@@ -70,6 +71,8 @@ __all__ = [
     "QueueInfo",
     "QueueStats",
     "RateLimited",
+    "Schedule",
+    "ScheduleInfo",
     "Submission",
     "Task",
     "UnknownDependency",

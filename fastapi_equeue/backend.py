@@ -320,6 +320,48 @@ class QueueConfigureParams:
     rate_period: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ScheduleRegisterParams:
+    """A schedule as a starting worker declares it. ``last_tick`` is its latest tick at or
+    before now: where a new schedule (or one whose cron or time zone changed) starts from."""
+
+    name: str
+    cron: str
+    timezone: str
+    job_type: str
+    payload_json: str
+    last_tick: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleClaimParams:
+    """Enqueue ``job`` for the schedule's ``tick``, unless that tick (or a later one) was
+    enqueued already, or the table holds another cron or time zone for the schedule."""
+
+    name: str
+    cron: str
+    timezone: str
+    tick: datetime
+    job: JobInsertParams
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRow:
+    """One row of the schedules table: a schedule's definition as last registered, and how far
+    it has run."""
+
+    name: str
+    cron: str
+    timezone: str
+    job_type: str
+    last_tick: datetime
+    """No tick at or before this one is to be enqueued any more."""
+    last_run_at: datetime | None
+    """The tick of the last job enqueued; ``None`` before the first."""
+    last_job_id: str | None
+    updated_at: datetime
+
+
 NotificationKind = Literal["available", "cancel", "done", "queue"]
 
 EVERY_QUEUE = "*"
@@ -438,6 +480,17 @@ class Backend(Protocol):
 
     async def queue_stats(self) -> list[QueueStatsRow]:
         """Job counts per queue and status."""
+
+    async def schedule_claim(self, params: ScheduleClaimParams) -> JobRow | None:
+        """Move the schedule on to ``params.tick`` and insert its job, in one transaction, if
+        no process has enqueued that tick (or a later one); the job, or ``None``."""
+
+    async def schedule_list(self, names: Sequence[str]) -> list[ScheduleRow]:
+        """The schedules of these names that the table holds, by name."""
+
+    async def schedule_register(self, params: ScheduleRegisterParams) -> ScheduleRow:
+        """Write the schedule's definition, keeping how far it has run (unless its cron or
+        time zone changed); the row as it now is."""
 
     async def worker_deregister(self, worker_id: str) -> None:
         """Remove a worker that stopped cleanly."""

@@ -40,6 +40,7 @@ from fastapi_equeue.jobs import (
     parse_job_id,
 )
 from fastapi_equeue.options import EnqueueOptions
+from fastapi_equeue.periodic import Schedule, ScheduleInfo
 from fastapi_equeue.queues import KEEP, Keep, QueueInfo, Rate, check_concurrency
 from fastapi_equeue.sessions import connection_of
 from fastapi_equeue.store import Store
@@ -67,11 +68,20 @@ class QueueClient:
         >>> job = await queue.client.wait(job.id, timeout=10)
     """
 
-    def __init__(self, store: Store, registry: TaskRegistry, config: Config, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: Store,
+        registry: TaskRegistry,
+        config: Config,
+        clock: Clock,
+        *,
+        schedules: Mapping[str, Schedule] | None = None,
+    ) -> None:
         self._store = store
         self._registry = registry
         self._config = config
         self._clock = clock
+        self._schedules: Mapping[str, Schedule] = schedules if schedules is not None else {}
 
     async def enqueue(
         self,
@@ -362,6 +372,32 @@ class QueueClient:
             )
         await self._store.configure(params)
         return await self._queue(name)
+
+    # -- periodic jobs -------------------------------------------------------------------------
+
+    async def schedules(self) -> builtins.list[ScheduleInfo]:
+        """This queue's periodic jobs (``queue.periodic``), by name: when each runs next, and
+        the tick and job of its last run (``None`` before the first)."""
+        names = sorted(self._schedules)
+        if not names:
+            return []
+        rows = {row.name: row for row in await self._store.schedules(names)}
+        now = self._clock.now()
+        infos = []
+        for name in names:
+            schedule, row = self._schedules[name], rows.get(name)
+            infos.append(
+                ScheduleInfo(
+                    name=name,
+                    cron=schedule.cron,
+                    timezone=schedule.timezone,
+                    job_type=schedule.job_type,
+                    next_run_at=schedule.next_run(now, row.last_tick if row else None),
+                    last_run_at=row.last_run_at if row else None,
+                    last_job_id=row.last_job_id if row else None,
+                )
+            )
+        return infos
 
     # -- internals -----------------------------------------------------------------------------
 

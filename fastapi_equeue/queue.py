@@ -4,7 +4,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from types import TracebackType
@@ -30,6 +30,7 @@ from fastapi_equeue.config import (
     seconds,
 )
 from fastapi_equeue.errors import ConfigurationError
+from fastapi_equeue.periodic import Schedule, declare
 from fastapi_equeue.retry import RetryDelay
 from fastapi_equeue.runtime.runtime import Runtime
 from fastapi_equeue.startup import Startup
@@ -124,6 +125,7 @@ class EQueue:
             poll_only=poll_only,
         )
         self.registry = TaskRegistry()
+        self._schedules: dict[str, Schedule] = {}
         self.submit_limiter: SubmitLimiter | None = None
         if rate_limit is not None:
             from fastapi_equeue.api import ratelimit  # the web side, on demand
@@ -199,6 +201,62 @@ class EQueue:
         if callable(name):
             return register(name)
         return register
+
+    # -- periodic jobs -----------------------------------------------------------------------------
+
+    def periodic(
+        self,
+        cron: str,
+        job_type: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        timezone: str = "UTC",
+        name: str | None = None,
+    ) -> Schedule:
+        """Enqueue a job of ``job_type`` once per tick of ``cron``, over every process.
+
+        Example:
+            >>> queue.periodic("30 2 * * *", "nightly_report", {"format": "pdf"},
+            ...                timezone="Europe/Berlin")
+
+        Every worker process runs the schedule and exactly one job is enqueued per tick. A
+        new schedule waits for its next tick; after downtime only the latest missed tick runs.
+        The jobs are ordinary jobs of the task's queue, with its options.
+
+        Args:
+            cron: five fields (minute hour day-of-month month day-of-week), read by cronsim.
+            job_type: a task registered (``@queue.task``) before this call.
+            payload: the task's keyword arguments, checked here against its parameters.
+            timezone: the IANA time zone the cron is read in (DST-aware).
+            name: the schedule's name, unique in this queue (default: ``job_type``).
+
+        Raises:
+            ConfigurationError: a bad cron or time zone, an unregistered task, a bad payload,
+                a name already used, or a queue already started; it names what is wrong.
+        """
+        if self.started:
+            raise ConfigurationError("declare periodic jobs before the queue starts")
+        schedule = declare(
+            cron,
+            job_type,
+            payload,
+            timezone=timezone,
+            name=name,
+            registry=self.registry,
+            max_payload_bytes=self.config.max_payload_bytes,
+        )
+        if schedule.name in self._schedules:
+            raise ConfigurationError(
+                f"a schedule named {schedule.name!r} exists already: give each schedule of one "
+                "job type its own name=..."
+            )
+        self._schedules[schedule.name] = schedule
+        return schedule
+
+    @property
+    def schedules(self) -> Mapping[str, Schedule]:
+        """This queue's periodic jobs, by name."""
+        return self._schedules
 
     # -- running -----------------------------------------------------------------------------------
 
@@ -290,7 +348,9 @@ class EQueue:
                 waiting = asyncio.create_task(startup.retry(), name="equeue-startup")
             self._backend = backend
             self._store = store
-            self._client = QueueClient(self._store, self.registry, self.config, self._clock)
+            self._client = QueueClient(
+                self._store, self.registry, self.config, self._clock, schedules=self._schedules
+            )
             yield self._client
         finally:
             if waiting is not None:
@@ -344,6 +404,7 @@ class EQueue:
             concurrency=concurrency,
             queues=queues,
             burst=burst,
+            schedules=tuple(self._schedules.values()),
             beat_backend=self._open_beat_backend,
             app=self._app,
         )

@@ -30,6 +30,9 @@ from fastapi_equeue.backend import (
     QueueSettingsRow,
     QueueStatsRow,
     Rescue,
+    ScheduleClaimParams,
+    ScheduleRegisterParams,
+    ScheduleRow,
     WorkerParams,
 )
 from fastapi_equeue.clock import Clock
@@ -295,6 +298,34 @@ class Store:
     async def queues_to_serve(self, queues: tuple[str, ...] | None) -> list[QueueSettingsRow]:
         """The queues with claimable jobs or settings, among ``queues`` (``None``: all)."""
         return await self.backend.queue_find(queues)
+
+    # -- schedules -----------------------------------------------------------------------------
+
+    async def register_schedule(self, params: ScheduleRegisterParams) -> ScheduleRow:
+        """Write a schedule's definition, keeping how far it has run; its row as it now is."""
+        return await self.backend.schedule_register(params)
+
+    async def enqueue_tick(self, params: ScheduleClaimParams) -> JobRow | None:
+        """Enqueue a schedule's job for its tick unless some process did; ``JobEnqueued`` if
+        this call did."""
+        row = await self.backend.schedule_claim(params)
+        if row is not None and self._bus.wants(events.JobEnqueued):
+            self._bus.emit(
+                events.JobEnqueued(
+                    at=self._clock.now(),
+                    job_id=row.id,
+                    job_type=row.job_type,
+                    queue=row.queue,
+                    attempt=0,
+                    priority=row.priority,
+                    scheduled_at=row.scheduled_at,
+                )
+            )
+        return row
+
+    async def schedules(self, names: Sequence[str]) -> list[ScheduleRow]:
+        """The rows of the schedules of these names, by name."""
+        return await self.backend.schedule_list(names)
 
     # -- workers -------------------------------------------------------------------------------
 

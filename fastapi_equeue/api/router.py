@@ -28,6 +28,7 @@ from fastapi_equeue.config import MAX_QUEUE_NAME
 from fastapi_equeue.errors import InvalidOption, InvalidTransition, JobNotFound
 from fastapi_equeue.jobs import Job, JobStatus, Page, QueueStats
 from fastapi_equeue.options import EnqueueOptions
+from fastapi_equeue.periodic import ScheduleInfo
 from fastapi_equeue.queue import EQueue
 from fastapi_equeue.queues import QueueInfo
 
@@ -95,6 +96,13 @@ async def submit_job(request: Request, response: Response, queue: EQueueDep) -> 
 async def job_stats(q: Queue) -> QueueStats:
     """Jobs per status and queue, the oldest waiting job's age, and last minute's outcomes."""
     return await q.stats()
+
+
+@router.get("/schedules", response_model=list[ScheduleInfo], summary="List periodic jobs")
+async def list_schedules(q: Queue) -> list[ScheduleInfo]:
+    """This app's periodic jobs (``queue.periodic``), by name: cron, time zone, job type, the
+    next run (UTC) and the tick and job id of the last one."""
+    return await q.schedules()
 
 
 @router.get("/queues", response_model=list[QueueInfo], summary="List queues")

@@ -35,6 +35,9 @@ from fastapi_equeue.backend import (
     QueueSettingsRow,
     QueueStatsRow,
     Rescue,
+    ScheduleClaimParams,
+    ScheduleRegisterParams,
+    ScheduleRow,
     WorkerParams,
 )
 from fastapi_equeue.backends import _dependencies
@@ -466,6 +469,67 @@ class SQLBackend(ABC):
             )
             for row in await self._db.fetch("queue_stats", self._bind({}), read_only=True)
         ]
+
+    # -- schedules -------------------------------------------------------------------------------
+
+    async def schedule_claim(self, params: ScheduleClaimParams) -> JobRow | None:
+        """Move the schedule on to the tick and insert its job in one transaction, if no
+        process has enqueued that tick (or a later one); the job, or ``None``."""
+        job = params.job
+        values = self._bind(
+            {
+                **self._insert_one(job),
+                "name": params.name,
+                "cron": params.cron,
+                "timezone": params.timezone,
+                "tick": self._time_value(params.tick),
+                "job_id": job.id,
+            }
+        )
+        async with self._db.transaction() as tx:
+            if not await tx.fetch("schedule_claim", values):
+                return None
+            written = await tx.fetch("job_insert", values)
+        rows = self._inserted_rows([job], written)
+        if not rows:  # pragma: no cover - a fresh uuid never conflicts
+            return None
+        self._announce(None, Notification("available", (job.queue,)))
+        return rows[0]
+
+    async def schedule_list(self, names: Sequence[str]) -> list[ScheduleRow]:
+        """The schedules of these names that the table holds, by name."""
+        values = self._bind({"names": json.dumps(list(names))})
+        rows = await self._db.fetch("schedule_list", values, read_only=True)
+        return [self._schedule(row) for row in rows]
+
+    async def schedule_register(self, params: ScheduleRegisterParams) -> ScheduleRow:
+        """Write the schedule's definition, keeping how far it has run unless its cron or
+        time zone changed; the row as it now is."""
+        values = {
+            "name": params.name,
+            "cron": params.cron,
+            "timezone": params.timezone,
+            "job_type": params.job_type,
+            "payload": params.payload_json,
+            "last_tick": self._time_value(params.last_tick),
+        }
+        (row,) = await self._db.fetch("schedule_register", self._bind(values), idempotent=True)
+        return self._schedule(row)
+
+    def _schedule(self, row: Row) -> ScheduleRow:
+        def time(value: Any) -> datetime | None:
+            return None if value is None else self._decode_time(value)
+
+        return ScheduleRow(
+            name=row["name"],
+            cron=row["cron"],
+            timezone=row["timezone"],
+            job_type=row["job_type"],
+            last_tick=self._decode_time(row["last_tick"]),
+            last_run_at=time(row["last_run_at"]),
+            last_job_id=None if row["last_job_id"] is None else str(row["last_job_id"]),
+            updated_at=self._decode_time(row["updated_at"]),
+        )
 
     # -- workers ---------------------------------------------------------------------------------
 

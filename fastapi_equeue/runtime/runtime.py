@@ -4,18 +4,20 @@ Shared by ``queue.lifespan``, ``async with queue``, the standalone worker comman
 ``testing.drain``. It never installs signal handlers and never blocks the host's loop.
 
 Start order, each ready before the next: heartbeat (the worker's row, which a claim requires),
-completer, reconciler, rescuer, pruner, attempts, producers. Stop order is the reverse: stop
+completer, reconciler, rescuer, pruner, the scheduler (when the queue has periodic jobs and the
+runtime is not a burst), attempts, producers. Stop order is the reverse: stop
 claiming, let running attempts finish within the grace and put the rest back, stop the
 maintenance, write every outcome, and only then stop beating and remove the worker.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi_equeue.backend import Backend
 from fastapi_equeue.clock import Clock
 from fastapi_equeue.config import Config
 from fastapi_equeue.jobs import new_job_id
+from fastapi_equeue.periodic import Schedule
 from fastapi_equeue.runtime.attempts import Attempts
 from fastapi_equeue.runtime.completer import Completer
 from fastapi_equeue.runtime.executor import Executor
@@ -25,6 +27,7 @@ from fastapi_equeue.runtime.producers import Producers
 from fastapi_equeue.runtime.pruner import Pruner, prune_interval
 from fastapi_equeue.runtime.reconciler import Reconciler
 from fastapi_equeue.runtime.rescuer import Rescuer
+from fastapi_equeue.runtime.scheduler import Scheduler
 from fastapi_equeue.runtime.service import Supervisor
 from fastapi_equeue.store import Store
 from fastapi_equeue.tasks import TaskRegistry
@@ -45,6 +48,7 @@ class Runtime:
         concurrency: int,
         queues: tuple[str, ...] | None,
         burst: bool = False,
+        schedules: Sequence[Schedule] = (),
         beat_backend: Callable[[], Backend] | None = None,
         app: Any = None,
     ) -> None:
@@ -113,6 +117,11 @@ class Runtime:
             ),
             clock=clock,
         )
+        # A burst runtime (testing.drain) runs what is due and ends: it enqueues nothing.
+        self.scheduler = (
+            Scheduler(store, registry, schedules, clock=clock) if schedules and not burst else None
+        )
+        """The scheduler of the queue's periodic jobs, if this runtime runs one."""
         self._supervisor = Supervisor(
             [
                 heartbeat,
@@ -120,6 +129,7 @@ class Runtime:
                 reconciler,
                 rescuer,
                 pruner,
+                *([self.scheduler] if self.scheduler is not None else []),
                 self.attempts,
                 self._producers,
             ],

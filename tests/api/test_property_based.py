@@ -63,6 +63,7 @@ OPERATIONS = (
     "POST /jobs/queues/{name}/pause",
     "POST /jobs/queues/{name}/resume",
     "PATCH /jobs/queues/{name}",
+    "GET /jobs/schedules",
 )
 JOB_TYPES = ("record", "refuse", "total")
 

@@ -19,6 +19,7 @@ TABLES = {
     "equeue_workers",
     "equeue_queues",
     "equeue_dependencies",
+    "equeue_schedules",
     "equeue_migrations",
 }
 INDEXES = {
@@ -31,7 +32,7 @@ INDEXES = {
     "equeue_jobs_release_pending_idx",
     "equeue_dependencies_job_idx",
 }
-MIGRATIONS = ["0001_initial", "0002_queues", "0003_chains_progress"]
+MIGRATIONS = ["0001_initial", "0002_queues", "0003_chains_progress", "0004_schedules"]
 # One subprocess imports FastAPI, SQLAlchemy and pydantic: seconds, not minutes.
 CLI_DEADLINE = 60.0
 

@@ -33,6 +33,28 @@ def test_contract_names_are_exported() -> None:
     assert set(equeue.__all__) >= CONTRACT
 
 
+def test_periodic_jobs_are_part_of_the_surface() -> None:
+    assert {"Schedule", "ScheduleInfo"} <= set(equeue.__all__)
+    assert list(inspect.signature(equeue.EQueue.periodic).parameters) == [
+        "self",
+        "cron",
+        "job_type",
+        "payload",
+        "timezone",
+        "name",
+    ]
+    assert inspect.iscoroutinefunction(equeue.QueueClient.schedules)
+    assert set(equeue.ScheduleInfo.model_fields) == {
+        "name",
+        "cron",
+        "timezone",
+        "job_type",
+        "next_run_at",
+        "last_run_at",
+        "last_job_id",
+    }
+
+
 def test_job_status_values_match_the_contract() -> None:
     assert [s.value for s in equeue.JobStatus] == [
         "queued",

@@ -575,6 +575,43 @@ SELECT queue, status, count(*) AS count,
 FROM equeue_jobs
 GROUP BY queue, status;
 
+-- name: schedule_claim
+-- Move a schedule on to :tick for the job :job_id, in the transaction that then inserts it.
+-- Processes racing for one tick all run this: the first takes the row's lock, and the others
+-- wait for it, then read the row again as it committed (READ COMMITTED re-reads a row it
+-- waited for), find last_tick = :tick and update nothing, so they insert nothing. A process
+-- whose cron or time zone is not the one last registered (a rolling deploy) updates nothing.
+UPDATE equeue_schedules
+SET last_tick = CAST(:tick AS timestamptz), last_run_at = CAST(:tick AS timestamptz),
+    last_job_id = CAST(:job_id AS uuid),
+    updated_at = coalesce(CAST(:now AS timestamptz), now())
+WHERE name = :name AND last_tick < CAST(:tick AS timestamptz)
+  AND cron = :cron AND timezone = :timezone
+RETURNING name;
+
+-- name: schedule_list
+-- The schedules named in :names (a JSON array) that the table holds.
+SELECT name, cron, timezone, job_type, last_tick, last_run_at, last_job_id, updated_at
+FROM equeue_schedules
+WHERE name IN (SELECT jsonb_array_elements_text(CAST(CAST(:names AS text) AS jsonb)))
+ORDER BY name;
+
+-- name: schedule_register
+-- Write a schedule's definition as a starting worker declares it, keeping how far it has run;
+-- with another cron or time zone, it goes on from :last_tick (the new definition's latest
+-- tick): the old definition's missed ticks are not the new one's to run.
+INSERT INTO equeue_schedules AS s (
+    name, cron, timezone, job_type, payload, last_tick, updated_at)
+VALUES (:name, :cron, :timezone, :job_type, CAST(CAST(:payload AS text) AS jsonb),
+        CAST(:last_tick AS timestamptz), coalesce(CAST(:now AS timestamptz), now()))
+ON CONFLICT (name) DO UPDATE
+SET cron = excluded.cron, timezone = excluded.timezone, job_type = excluded.job_type,
+    payload = excluded.payload,
+    last_tick = CASE WHEN s.cron = excluded.cron AND s.timezone = excluded.timezone
+                     THEN s.last_tick ELSE greatest(s.last_tick, excluded.last_tick) END,
+    updated_at = excluded.updated_at
+RETURNING name, cron, timezone, job_type, last_tick, last_run_at, last_job_id, updated_at;
+
 -- name: worker_deregister
 -- Forget a worker that stopped cleanly.
 DELETE FROM equeue_workers WHERE id = CAST(:id AS uuid);

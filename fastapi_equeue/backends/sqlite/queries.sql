@@ -406,6 +406,38 @@ SELECT queue, status, count(*) AS count,
 FROM equeue_jobs
 GROUP BY queue, status;
 
+-- name: schedule_claim
+-- Move a schedule on to :tick for the job :job_id, in the transaction that then inserts it.
+-- BEGIN IMMEDIATE makes processes racing for one tick take turns: the first moves last_tick
+-- to :tick, and the others find it there and update nothing, so they insert nothing. A
+-- process whose cron or time zone is not the one last registered updates nothing.
+UPDATE equeue_schedules
+SET last_tick = :tick, last_run_at = :tick, last_job_id = :job_id, updated_at = :now
+WHERE name = :name AND last_tick < :tick AND cron = :cron AND timezone = :timezone
+RETURNING name;
+
+-- name: schedule_list
+-- The schedules named in :names (a JSON array) that the table holds.
+SELECT name, cron, timezone, job_type, last_tick, last_run_at, last_job_id, updated_at
+FROM equeue_schedules
+WHERE name IN (SELECT value FROM json_each(:names))
+ORDER BY name;
+
+-- name: schedule_register
+-- Write a schedule's definition as a starting worker declares it, keeping how far it has run;
+-- with another cron or time zone, it goes on from :last_tick (the new definition's latest
+-- tick): the old definition's missed ticks are not the new one's to run.
+INSERT INTO equeue_schedules AS s (
+    name, cron, timezone, job_type, payload, last_tick, updated_at)
+VALUES (:name, :cron, :timezone, :job_type, :payload, :last_tick, :now)
+ON CONFLICT (name) DO UPDATE
+SET cron = excluded.cron, timezone = excluded.timezone, job_type = excluded.job_type,
+    payload = excluded.payload,
+    last_tick = CASE WHEN s.cron = excluded.cron AND s.timezone = excluded.timezone
+                     THEN s.last_tick ELSE max(s.last_tick, excluded.last_tick) END,
+    updated_at = excluded.updated_at
+RETURNING name, cron, timezone, job_type, last_tick, last_run_at, last_job_id, updated_at;
+
 -- name: worker_deregister
 -- Forget a worker that stopped cleanly.
 DELETE FROM equeue_workers WHERE id = :id;
