@@ -126,18 +126,7 @@ class Store:
         rows = await self.backend.job_insert_many(params, conn=conn)
         if rows and self._bus.wants(events.JobEnqueued):
             at = self._clock.now()
-            enqueued = [
-                events.JobEnqueued(
-                    at=at,
-                    job_id=row.id,
-                    job_type=row.job_type,
-                    queue=row.queue,
-                    attempt=0,
-                    priority=row.priority,
-                    scheduled_at=row.scheduled_at,
-                )
-                for row in rows
-            ]
+            enqueued = [_enqueued(row, at) for row in rows]
             self._after(conn, lambda: self._emit_all(enqueued))
         return rows
 
@@ -310,17 +299,7 @@ class Store:
         this call did."""
         row = await self.backend.schedule_claim(params)
         if row is not None and self._bus.wants(events.JobEnqueued):
-            self._bus.emit(
-                events.JobEnqueued(
-                    at=self._clock.now(),
-                    job_id=row.id,
-                    job_type=row.job_type,
-                    queue=row.queue,
-                    attempt=0,
-                    priority=row.priority,
-                    scheduled_at=row.scheduled_at,
-                )
-            )
+            self._bus.emit(_enqueued(row, self._clock.now()))
         return row
 
     async def schedules(self, names: Sequence[str]) -> list[ScheduleRow]:
@@ -394,6 +373,12 @@ def _job_fields(row: JobRow, at: datetime) -> _JobFields:
         "queue": row.queue,
         "attempt": row.attempts,
     }
+
+
+def _enqueued(row: JobRow, at: datetime) -> events.JobEnqueued:
+    return events.JobEnqueued(
+        **_job_fields(row, at), priority=row.priority, scheduled_at=row.scheduled_at
+    )
 
 
 def _lost_worker(row: JobRow) -> str | None:
