@@ -62,20 +62,43 @@ class Executor:
         """Run one attempt of ``job``; ``stop_reason`` says why, if the runtime cancels it."""
         loop = asyncio.get_running_loop()
         started = loop.time()
+        try:
+            outcome = await self._outcome(job, stop_reason)
+        except Exception as exc:
+            # A fault of ours rather than the task's: the attempt must still end, or the job
+            # would be handed back and run again forever.
+            logger.exception("could not run job %s; failing it", job.id)
+            outcome = self._failure(job, exc, final=True, task=None)
+        return Attempt(job, outcome, loop.time() - started)
+
+    async def _outcome(
+        self, job: JobRow, stop_reason: Callable[[], StopReason | None]
+    ) -> JobCompleteParams | None:
+        try:
+            task = self._registry.get(job.job_type)
+            kwargs = task.arguments(job.payload)
+        except EQueueError as exc:
+            # A row no registered task can run is not going to get better by retrying.
+            return self._failure(job, exc, final=True, task=None)
+        if task.injection is None:
+            # Most tasks take only their payload: no context, no progress, no clean-up.
+            return await self._attempt(job, task, kwargs, None, stop_reason)
         progress = Progress(self._store, job, worker_id=self._worker_id, clock=self._clock)
         try:
-            try:
-                outcome = await self._outcome(job, stop_reason, progress)
-            except Exception as exc:
-                # A fault of ours rather than the task's: the attempt must still end, or the
-                # job would be handed back and run again forever.
-                logger.exception("could not run job %s; failing it", job.id)
-                outcome = self._failure(job, exc, final=True, task=None)
+            ctx = JobContext(
+                job_id=job.id,
+                job_type=job.job_type,
+                queue=job.queue,
+                attempt=job.attempts,
+                app=self._app,
+                report=progress.report,
+            )
+            outcome = await self._attempt(job, task, kwargs, ctx, stop_reason)
             if outcome is not None:
                 await self._flush(progress, stop_reason)
+            return outcome
         finally:
             progress.abort()
-        return Attempt(job, outcome, loop.time() - started)
 
     async def _flush(
         self, progress: Progress, stop_reason: Callable[[], StopReason | None]
@@ -90,25 +113,18 @@ class Executor:
             # Stopped (again) by the runtime while writing: the outcome matters more.
             _uncancel()
 
-    async def _outcome(
-        self, job: JobRow, stop_reason: Callable[[], StopReason | None], progress: Progress
+    async def _attempt(
+        self,
+        job: JobRow,
+        task: Task[..., Any],
+        kwargs: dict[str, Any],
+        ctx: JobContext | None,
+        stop_reason: Callable[[], StopReason | None],
     ) -> JobCompleteParams | None:
         try:
-            task = self._registry.get(job.job_type)
-            kwargs = task.arguments(job.payload)
-        except EQueueError as exc:
-            # A row no registered task can run is not going to get better by retrying.
-            return self._failure(job, exc, final=True, task=None)
-        ctx = JobContext(
-            job_id=job.id,
-            job_type=job.job_type,
-            queue=job.queue,
-            attempt=job.attempts,
-            app=self._app,
-            report=progress.report,
-        )
-        try:
-            result = await self._call(task, kwargs, ctx)
+            result = await (
+                self._timed(task, kwargs) if ctx is None else self._injected(task, kwargs, ctx)
+            )
             _check_json(result)
         except asyncio.CancelledError:
             reason = stop_reason()
@@ -121,12 +137,12 @@ class Executor:
             return self._failure(job, exc, final=job.attempts >= job.max_attempts, task=task)
         return self._params(job, "completed", result=result)
 
-    async def _call(self, task: Task[..., Any], kwargs: dict[str, Any], ctx: JobContext) -> Any:
+    async def _injected(self, task: Task[..., Any], kwargs: dict[str, Any], ctx: JobContext) -> Any:
         # Generator dependencies clean up here, after the task and outside its timeout,
         # whatever the attempt's outcome; a clean-up that raises fails the attempt.
         stack = AsyncExitStack()
         try:
-            result = await self._timed(task, kwargs, ctx, stack)
+            result = await self._timed(task, kwargs, (ctx, stack))
         except BaseException as exc:
             # The clean-up sees the error; one that swallows it does not make the attempt
             # succeed (there is no result to store).
@@ -136,12 +152,15 @@ class Executor:
         return result
 
     async def _timed(
-        self, task: Task[..., Any], kwargs: dict[str, Any], ctx: JobContext, stack: AsyncExitStack
+        self,
+        task: Task[..., Any],
+        kwargs: dict[str, Any],
+        injecting: tuple[JobContext, AsyncExitStack] | None = None,
     ) -> Any:
         try:
             async with asyncio.timeout(task.timeout) as deadline:
-                if task.injection is not None:
-                    kwargs.update(await task.injection.resolve(ctx, stack))
+                if task.injection is not None and injecting is not None:
+                    kwargs.update(await task.injection.resolve(*injecting))
                 if task.is_async:
                     return await task.fn(**kwargs)
                 return await anyio.to_thread.run_sync(
