@@ -220,11 +220,22 @@ WHERE j.id = CAST(l ->> 'id' AS uuid);
 -- name: job_dependencies_lock
 -- Mark the jobs that new jobs depend on (a JSON array of ids) as having dependents, and return
 -- their newest statuses. The row lock makes an ending dependency's write wait for the new
--- jobs' commit; that write then sees the mark, and has its dependents released.
-UPDATE equeue_jobs
+-- jobs' commit; that write then sees the mark, and has its dependents released. The locks are
+-- taken in id order whatever the plan, so that two enqueues naming the same jobs never each
+-- wait for the other.
+WITH locked AS (
+    SELECT id
+    FROM equeue_jobs
+    WHERE id IN (
+        SELECT CAST(jsonb_array_elements_text(CAST(CAST(:ids AS text) AS jsonb)) AS uuid))
+    ORDER BY id
+    FOR UPDATE
+)
+UPDATE equeue_jobs AS j
 SET has_dependents = true
-WHERE id IN (SELECT CAST(jsonb_array_elements_text(CAST(CAST(:ids AS text) AS jsonb)) AS uuid))
-RETURNING id, status;
+FROM locked
+WHERE j.id = locked.id
+RETURNING j.id, j.status;
 
 -- name: job_get
 -- One job by id.
