@@ -1,9 +1,9 @@
 """The example's queue and its job types.
 
 ``send_email`` fails now and then (the simulated mail server is flaky) to show retries,
-``generate_report`` is slow (it reports its progress, and takes its database session from a
-dependency), and ``charge_card`` always fails, to show the failed state and a manual retry
-(``POST /jobs/{id}/retry``).
+``generate_report`` is slow (it reports its progress, takes its database session from a
+dependency, and runs every hour on a schedule), and ``charge_card`` always fails, to show the
+failed state and a manual retry (``POST /jobs/{id}/retry``).
 """
 
 import asyncio
@@ -78,6 +78,11 @@ async def generate_report(
     users = await session.scalar(select(func.count()).select_from(User))
     emails = await session.scalar(select(func.count()).select_from(OutboxMessage))
     return {"title": title, "users": users, "emails_sent": emails}
+
+
+# Every worker process runs the schedule; the database lets exactly one enqueue each tick.
+# GET /jobs/schedules shows it, with its next run.
+queue.periodic("0 * * * *", "generate_report", {"title": "Hourly", "seconds": 1.0}, name="hourly")
 
 
 @queue.task(max_attempts=2, retry_delay=1.0)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -144,8 +145,25 @@ async def test_a_report_job_counts_the_users_and_the_emails_sent(example: Exampl
 
     assert result.status_code == 200, result.text
     assert result.json()["result"] == {"title": "Now", "users": 1, "emails_sent": 1}
+    # It reported its progress as it went; the last report is on the job.
+    job = (await example.http.get(f"/jobs/{quick['id']}")).json()
+    assert job["progress"]["fraction"] == 1.0
+    assert job["progress"]["message"] == "crunched 10 of 10 batches"
     cancelled = await example.http.post(f"/jobs/{slow.json()['id']}/cancel")
     assert cancelled.status_code == 200, cancelled.text
+
+
+async def test_the_hourly_report_is_a_schedule_with_its_next_run(example: Example) -> None:
+    listed = await example.http.get("/jobs/schedules")
+
+    assert listed.status_code == 200, listed.text
+    (hourly,) = listed.json()
+    assert hourly["name"] == "hourly"
+    assert hourly["cron"] == "0 * * * *"
+    assert hourly["job_type"] == "generate_report"
+    next_run = datetime.fromisoformat(hourly["next_run_at"])
+    assert next_run.minute == 0
+    assert timedelta(0) < next_run - datetime.now(UTC) <= timedelta(hours=1)
 
 
 async def test_a_charge_fails_both_attempts_and_a_manual_retry_queues_it_again(
