@@ -289,6 +289,26 @@ class QueueStatsRow:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueBacklogRow:
+    """What one queue holds that could run: a queue with claimable jobs or settings."""
+
+    queue: str
+    paused: bool
+    backlog: int
+    """Queued and retrying jobs that are not blocked on dependencies, due or not."""
+    oldest_age: float | None
+    """Seconds the oldest due one has waited (``None``: none is due)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSnapshot:
+    """The gauges a scrape reads from the database: every queue's backlog, and live workers."""
+
+    queues: tuple[QueueBacklogRow, ...]
+    workers: int
+
+
+@dataclass(frozen=True, slots=True)
 class QueueSettingsRow:
     """A queue's settings (none: an unset limit), and whether it has claimable jobs."""
 
@@ -465,6 +485,10 @@ class Backend(Protocol):
 
     async def job_retry(self, job_id: str) -> JobRow | None:
         """Queue a failed or cancelled job again with attempts reset; ``None`` if neither."""
+
+    async def metrics_snapshot(self, stalled_after: float) -> MetricsSnapshot:
+        """Every queue's backlog, from the claimable index alone, and how many workers beat
+        within ``stalled_after`` seconds."""
 
     async def queue_configure(self, params: QueueConfigureParams) -> None:
         """Set a queue's limits (the queue comes into being if it has no settings yet)."""

@@ -24,6 +24,7 @@ from fastapi_equeue.backend import (
     JobProgressParams,
     JobPruneParams,
     JobRow,
+    MetricsSnapshot,
     Notifier,
     QueueConfigureParams,
     QueueRow,
@@ -256,6 +257,10 @@ class Store:
     async def stats(self) -> list[QueueStatsRow]:
         """Job counts per queue and status."""
         return await self.backend.queue_stats()
+
+    async def metrics_snapshot(self, stalled_after: float) -> MetricsSnapshot:
+        """Every queue's backlog and the workers alive: the gauges of a metrics scrape."""
+        return await self.backend.metrics_snapshot(stalled_after)
 
     # -- queues --------------------------------------------------------------------------------
 

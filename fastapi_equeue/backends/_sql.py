@@ -27,9 +27,11 @@ from fastapi_equeue.backend import (
     JobProgressParams,
     JobPruneParams,
     JobRow,
+    MetricsSnapshot,
     Notification,
     NotificationKind,
     Notifier,
+    QueueBacklogRow,
     QueueConfigureParams,
     QueueRow,
     QueueSettingsRow,
@@ -428,6 +430,25 @@ class SQLBackend(ABC):
             return None
         self._announce(None, Notification("available", (rows[0].queue,)))
         return rows[0]
+
+    async def metrics_snapshot(self, stalled_after: float) -> MetricsSnapshot:
+        """Every queue's backlog, from the claimable index alone, and how many workers beat
+        within ``stalled_after`` seconds."""
+        values = self._bind({"stalled_after": self._seconds(stalled_after)})
+        rows = await self._db.fetch("metrics_snapshot", values, read_only=True)
+        queues = tuple(
+            QueueBacklogRow(
+                queue=row["queue"],
+                paused=bool(row["paused"]),
+                backlog=int(row["backlog"]),
+                oldest_age=max(0.0, float(row["oldest_age"]))
+                if row["oldest_age"] is not None
+                else None,
+            )
+            for row in rows
+            if row["queue"] is not None
+        )
+        return MetricsSnapshot(queues=queues, workers=int(rows[0]["workers"]) if rows else 0)
 
     async def queue_configure(self, params: QueueConfigureParams) -> None:
         """Set a queue's limits (its settings row is created if it has none)."""

@@ -476,6 +476,40 @@ SET status = 'queued', attempts = 0, scheduled_at = coalesce(CAST(:now AS timest
 WHERE id = CAST(:id AS uuid) AND status IN ('failed', 'cancelled')
 RETURNING *, pg_notify('equeue', 'available:' || queue) IS NULL AS notified;
 
+-- name: metrics_snapshot
+-- Every queue with jobs that could run or with settings: paused or not, its backlog (queued
+-- and retrying jobs not blocked on dependencies), the age in seconds of its oldest due one;
+-- and on every row, the workers that beat within stalled_after seconds (one row of NULLs
+-- carries that count when there is no queue). Cheap at any table size: the WHERE is the
+-- predicate of equeue_jobs_queue_claimable_idx, whose rows are exactly the backlog, so the
+-- planner reads that index or the status index's waiting entries, never the finished jobs.
+WITH backlog AS (
+    SELECT queue, count(*) AS backlog,
+           min(scheduled_at) FILTER (
+               WHERE scheduled_at <= coalesce(CAST(:now AS timestamptz), now())) AS oldest
+    FROM equeue_jobs
+    WHERE status IN ('queued', 'retrying') AND NOT blocked
+    GROUP BY queue
+),
+names (name) AS (
+    SELECT queue FROM backlog
+    UNION
+    SELECT name FROM equeue_queues
+),
+queues AS (
+    SELECT n.name, coalesce(q.paused, false) AS paused, coalesce(b.backlog, 0) AS backlog,
+           extract(epoch FROM coalesce(CAST(:now AS timestamptz), now()) - b.oldest) AS oldest_age
+    FROM names AS n
+    LEFT JOIN backlog AS b ON b.queue = n.name
+    LEFT JOIN equeue_queues AS q ON q.name = n.name
+)
+SELECT s.name AS queue, s.paused, s.backlog, s.oldest_age, w.workers
+FROM (SELECT count(*) AS workers FROM equeue_workers
+      WHERE last_beat_at > coalesce(CAST(:now AS timestamptz), now())
+                           - make_interval(secs => :stalled_after)) AS w
+LEFT JOIN queues AS s ON true
+ORDER BY s.name;
+
 -- name: migration_applied
 -- The migrations already applied.
 SELECT name FROM equeue_migrations ORDER BY name;

@@ -284,6 +284,38 @@ SET status = 'queued', attempts = 0, scheduled_at = :now, started_at = NULL,
 WHERE id = :id AND status IN ('failed', 'cancelled')
 RETURNING *;
 
+-- name: metrics_snapshot
+-- Every queue with jobs that could run or with settings: paused or not, its backlog (queued
+-- and retrying jobs not blocked on dependencies), the age in seconds of its oldest due one;
+-- and on every row, the workers that beat within stalled_after (one row of NULLs carries that
+-- count when there is no queue). Cheap at any table size: the backlog is read from
+-- equeue_jobs_queue_claimable_idx alone, whose rows are exactly those jobs (the WHERE is the
+-- index's predicate), never from the finished jobs.
+WITH backlog AS (
+    SELECT queue, count(*) AS backlog,
+           min(CASE WHEN scheduled_at <= :now THEN scheduled_at END) AS oldest
+    FROM equeue_jobs
+    WHERE status IN ('queued', 'retrying') AND blocked = 0
+    GROUP BY queue
+),
+names (name) AS (
+    SELECT queue FROM backlog
+    UNION
+    SELECT name FROM equeue_queues
+),
+queues AS (
+    SELECT n.name, coalesce(q.paused, 0) AS paused, coalesce(b.backlog, 0) AS backlog,
+           (:now - b.oldest) / 1000000.0 AS oldest_age
+    FROM names AS n
+    LEFT JOIN backlog AS b ON b.queue = n.name
+    LEFT JOIN equeue_queues AS q ON q.name = n.name
+)
+SELECT s.name AS queue, s.paused, s.backlog, s.oldest_age, w.workers
+FROM (SELECT count(*) AS workers FROM equeue_workers
+      WHERE last_beat_at > :now - :stalled_after) AS w
+LEFT JOIN queues AS s ON 1 = 1
+ORDER BY s.name;
+
 -- name: migration_applied
 -- The migrations already applied.
 SELECT name FROM equeue_migrations ORDER BY name;
