@@ -10,8 +10,8 @@ from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, overload
 
-from fastapi_equeue import eventlog, events
-from fastapi_equeue.backend import Backend, BackendOptions
+from fastapi_equeue import eventlog, events, metrics
+from fastapi_equeue.backend import Backend, BackendOptions, MetricsSnapshot
 from fastapi_equeue.backends import open_backend
 from fastapi_equeue.client import QueueClient
 from fastapi_equeue.clock import Clock, SystemClock
@@ -147,6 +147,7 @@ class EQueue:
         self._client: QueueClient | None = None
         self._runtime: Runtime | None = None
         self._stack: AsyncExitStack | None = None
+        self._metrics: metrics.QueueMetrics | None = None
         self._app: Any = None  # the app whose lifespan runs the queue: tasks' JobContext.app
 
     # -- tasks -------------------------------------------------------------------------------------
@@ -276,6 +277,20 @@ class EQueue:
         return self._runtime
 
     @property
+    def metrics(self) -> metrics.QueueMetrics | None:
+        """This queue's Prometheus metrics (``GET /jobs/metrics``), built on first use and
+        counting from then on (a started queue has built them); ``None`` when
+        ``prometheus_client`` is not installed (``pip install fastapi-equeue[metrics]``)."""
+        if self._metrics is None:
+            self._metrics = metrics.build(self.events, self._clock, self._metrics_snapshot)
+        return self._metrics
+
+    async def _metrics_snapshot(self) -> MetricsSnapshot:
+        if self._store is None:
+            raise ConfigurationError("the queue is not started: its metrics cannot be read")
+        return await self._store.metrics_snapshot(self.config.stalled_after)
+
+    @property
     def started(self) -> bool:
         """Whether the queue is connected."""
         return self._client is not None
@@ -340,6 +355,7 @@ class EQueue:
             return
         backend = open_backend(self.config.database_url, self._backend_options)
         store = Store(backend, self.events, self._clock, ready=False)
+        _ = self.metrics  # counting starts with the queue (when prometheus_client is there)
         startup = Startup(backend, store, migrate=self.config.auto_migrate)
         waiting: asyncio.Task[None] | None = None
         try:

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 
 from fastapi_equeue.api.body import read_json_object
 from fastapi_equeue.api.dependencies import get_equeue, get_queue
@@ -27,6 +28,7 @@ from fastapi_equeue.client import QueueClient
 from fastapi_equeue.config import MAX_QUEUE_NAME
 from fastapi_equeue.errors import InvalidOption, InvalidTransition, JobNotFound
 from fastapi_equeue.jobs import Job, JobStatus, Page, QueueStats
+from fastapi_equeue.metrics import INSTALL_HINT
 from fastapi_equeue.options import EnqueueOptions
 from fastapi_equeue.periodic import ScheduleInfo
 from fastapi_equeue.queue import EQueue
@@ -96,6 +98,32 @@ async def submit_job(request: Request, response: Response, queue: EQueueDep) -> 
 async def job_stats(q: Queue) -> QueueStats:
     """Jobs per status and queue, the oldest waiting job's age, and last minute's outcomes."""
     return await q.stats()
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    summary="Prometheus metrics",
+    responses={
+        200: {
+            "description": "The metrics in Prometheus text format (OpenMetrics if asked).",
+            "content": {
+                "text/plain": {"schema": {"type": "string"}},
+                "application/openmetrics-text": {"schema": {"type": "string"}},
+            },
+        },
+        501: {"model": ErrorBody, "description": "prometheus_client is not installed."},
+    },
+)
+async def job_metrics(request: Request, queue: EQueueDep) -> Response:
+    """Jobs enqueued and finished (by outcome), attempt run times and queue waits, counted by
+    this process; every queue's backlog, oldest waiting job and pause, and live workers, read
+    from the database (cached a few seconds). Needs ``fastapi-equeue[metrics]``."""
+    queue_metrics = queue.metrics
+    if queue_metrics is None:
+        return JSONResponse({"detail": INSTALL_HINT}, status_code=status.HTTP_501_NOT_IMPLEMENTED)
+    body, content_type = await queue_metrics.render(request.headers.get("accept"))
+    return Response(body, media_type=content_type)
 
 
 @router.get("/schedules", response_model=list[ScheduleInfo], summary="List periodic jobs")

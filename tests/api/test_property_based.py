@@ -64,6 +64,7 @@ OPERATIONS = (
     "POST /jobs/queues/{name}/resume",
     "PATCH /jobs/queues/{name}",
     "GET /jobs/schedules",
+    "GET /jobs/metrics",
 )
 JOB_TYPES = ("record", "refuse", "total")
 
