@@ -65,6 +65,42 @@ def claims(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     return counted
 
 
+@dataclass
+class SettingsReads:
+    """The workers' reads of queue settings: how many began, and which have returned."""
+
+    began: int = 0
+    returned: list[int] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def one_begun_after(self, mark: int) -> None:
+        """Return once a read that began after the ``mark``-th one has returned."""
+        async with asyncio.timeout(DEADLINE):
+            while not any(n > mark for n in self.returned):
+                self.changed.clear()
+                await self.changed.wait()
+
+
+@pytest.fixture
+def settings_reads(monkeypatch: pytest.MonkeyPatch) -> SettingsReads:
+    """Records every read of queue settings (``queue_find``) a backend runs."""
+    reads = SettingsReads()
+    for backend in (PostgresBackend, SQLiteBackend):
+        original = backend.queue_find
+
+        async def recording(self: Any, queues: Any, original: Any = original) -> Any:
+            reads.began += 1
+            n = reads.began
+            try:
+                return await original(self, queues)
+            finally:
+                reads.returned.append(n)
+                reads.changed.set()
+
+        monkeypatch.setattr(backend, "queue_find", recording)
+    return reads
+
+
 async def test_a_worker_serving_every_queue_takes_up_a_queue_that_appears_later(
     make_queue: Callable[..., EQueue],
 ) -> None:
@@ -152,7 +188,7 @@ async def test_a_paused_queue_is_not_claimed_from_whatever_is_enqueued(
 
 
 async def test_a_queue_paused_after_it_ran_is_not_claimed_from_when_jobs_come(
-    make_queue: Callable[..., EQueue], claims: dict[str, int]
+    make_queue: Callable[..., EQueue], claims: dict[str, int], settings_reads: SettingsReads
 ) -> None:
     # Its producer outlives its work: the pause must reach it although the queue has nothing
     # due when the settings are read. A manual clock: no poll ever comes.
@@ -166,9 +202,12 @@ async def test_a_queue_paused_after_it_ran_is_not_claimed_from_when_jobs_come(
         async with queue:
             first = await queue.client.enqueue("echo", {"text": "1"}, queue="quiet")
             await seen.wait_for(lambda e: getattr(e, "job_id", None) == first.id, timeout=DEADLINE)
+            mark = settings_reads.began
             await queue.client.pause_queue("quiet")
-            # The worker has read the settings once a job enqueued after the pause runs
-            # elsewhere: notifications are handled in order.
+            # The pause's notification makes the worker read the settings again; the test
+            # goes on once a read begun after the pause has returned (the worker applies what
+            # it read at once), not before.
+            await settings_reads.one_begun_after(mark)
             marker = await queue.client.enqueue("echo", {"text": "m"}, queue="busy")
             await seen.wait_for(lambda e: getattr(e, "job_id", None) == marker.id, timeout=DEADLINE)
             claims.clear()
