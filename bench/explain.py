@@ -255,6 +255,7 @@ class Explainer:
             "delay": 0.0,
             "run_at": None,
             "idempotency_key": None,
+            "trace_context": None,
             "now": None,
         }
         return self.plan("job_insert", job)
@@ -272,6 +273,7 @@ class Explainer:
             "delays": [0.0] * n,
             "run_ats": [None] * n,
             "keys": [None] * n,
+            "trace_contexts": [None] * n,
             "now": None,
         }
         return self.plan("job_insert_many", jobs)

@@ -114,6 +114,8 @@ class JobRow:
     has_dependents: Annotated[bool, Column.FLAG] = False
     release_pending: Annotated[bool, Column.FLAG] = False
     """It ended and its dependents wait for ``job_release``."""
+    trace_context: Annotated[dict[str, str] | None, Column.JSON] = None
+    """The W3C trace context of the span that enqueued it (``tracing``), if one did."""
 
     def to_job(self) -> Job:
         """The public ``Job`` of this row.
@@ -175,6 +177,8 @@ class JobInsertParams:
     """``payload`` as JSON text, when the caller has encoded it already."""
     depends_on: tuple[str, ...] = ()
     """Ids of the jobs this one waits for: stored ones, or others of the same insert."""
+    trace_context: dict[str, str] | None = None
+    """The enqueuing span's W3C trace context (``traceparent``, ``tracestate``), if traced."""
 
 
 @dataclass(frozen=True, slots=True)

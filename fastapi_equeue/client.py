@@ -45,6 +45,7 @@ from fastapi_equeue.queues import KEEP, Keep, QueueInfo, Rate, check_concurrency
 from fastapi_equeue.sessions import connection_of
 from fastapi_equeue.store import Store
 from fastapi_equeue.tasks import TaskRegistry
+from fastapi_equeue.tracing import Tracing
 
 if TYPE_CHECKING:
     # SQLAlchemy loads only when a host passes its session: a worker never needs it.
@@ -76,8 +77,10 @@ class QueueClient:
         clock: Clock,
         *,
         schedules: Mapping[str, Schedule] | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._store = store
+        self._tracing = tracing
         self._registry = registry
         self._config = config
         self._clock = clock
@@ -435,6 +438,16 @@ class QueueClient:
         )
 
     async def _insert(
+        self,
+        params: Sequence[JobInsertParams],
+        session: "AsyncSession | AsyncConnection | None",
+    ) -> builtins.list[tuple[Job, bool]]:
+        if self._tracing is not None:
+            with self._tracing.sending(params) as traced:
+                return await self._insert_rows(traced, session)
+        return await self._insert_rows(params, session)
+
+    async def _insert_rows(
         self,
         params: Sequence[JobInsertParams],
         session: "AsyncSession | AsyncConnection | None",

@@ -10,7 +10,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, overload
 
-from fastapi_equeue import eventlog, events, metrics
+from fastapi_equeue import eventlog, events, metrics, tracing
 from fastapi_equeue.backend import Backend, BackendOptions, MetricsSnapshot
 from fastapi_equeue.backends import open_backend
 from fastapi_equeue.client import QueueClient
@@ -38,6 +38,8 @@ from fastapi_equeue.store import Store
 from fastapi_equeue.tasks import Task, TaskRegistry
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
     from fastapi_equeue.api.ratelimit import RateLimitKey, SubmitLimiter
 
 logger = logging.getLogger(__name__)
@@ -83,6 +85,9 @@ class EQueue:
         clock: where the queue reads and waits for the time (tests pass a
             ``fastapi_equeue.testing.ManualClock``); by default the real time, and on
             PostgreSQL the database's clock for what it stores.
+        tracer_provider: trace enqueues and attempts with this OpenTelemetry provider (e.g.
+            ``opentelemetry.trace.get_tracer_provider()``; needs ``fastapi-equeue[otel]``);
+            ``None``: no tracing, at no cost.
     """
 
     def __init__(
@@ -105,6 +110,7 @@ class EQueue:
         rate_limit: str | None = None,
         rate_limit_key: "RateLimitKey | None" = None,
         clock: Clock | None = None,
+        tracer_provider: "TracerProvider | None" = None,
     ) -> None:
         if isinstance(queues, str):
             raise ConfigurationError("queues must be a list of queue names, not one string")
@@ -148,6 +154,7 @@ class EQueue:
         self._runtime: Runtime | None = None
         self._stack: AsyncExitStack | None = None
         self._metrics: metrics.QueueMetrics | None = None
+        self._tracing = tracing.build(tracer_provider)
         self._app: Any = None  # the app whose lifespan runs the queue: tasks' JobContext.app
 
     # -- tasks -------------------------------------------------------------------------------------
@@ -365,7 +372,12 @@ class EQueue:
             self._backend = backend
             self._store = store
             self._client = QueueClient(
-                self._store, self.registry, self.config, self._clock, schedules=self._schedules
+                self._store,
+                self.registry,
+                self.config,
+                self._clock,
+                schedules=self._schedules,
+                tracing=self._tracing,
             )
             yield self._client
         finally:
@@ -423,6 +435,7 @@ class EQueue:
             schedules=tuple(self._schedules.values()),
             beat_backend=self._open_beat_backend,
             app=self._app,
+            tracing=self._tracing,
         )
 
     def _open_beat_backend(self) -> Backend:

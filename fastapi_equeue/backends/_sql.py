@@ -618,6 +618,7 @@ class SQLBackend(ABC):
             "delay": self._seconds(p.delay),
             "run_at": self._time_value(p.run_at) if p.run_at is not None else None,
             "idempotency_key": p.idempotency_key,
+            "trace_context": trace_context_text(p),
         }
 
     def _outcome(self, p: JobCompleteParams) -> dict[str, Any]:
@@ -645,6 +646,11 @@ class SQLBackend(ABC):
 def payload_text(p: JobInsertParams) -> str:
     """The payload's JSON text: the caller's, or encoded here when it has none."""
     return p.payload_json if p.payload_json is not None else encode_json(p.payload)
+
+
+def trace_context_text(p: JobInsertParams) -> str | None:
+    """The trace context's JSON text, or ``None`` for a job enqueued without tracing."""
+    return None if p.trace_context is None else json.dumps(p.trace_context)
 
 
 def decode_errors(value: Any) -> tuple[AttemptError, ...]:
@@ -676,6 +682,7 @@ def _inserted(
         created_at=created_at,
         scheduled_at=scheduled_at,
         idempotency_key=p.idempotency_key,
+        trace_context=p.trace_context,
     )
 
 

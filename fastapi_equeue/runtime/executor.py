@@ -28,6 +28,7 @@ from fastapi_equeue.runtime.attempts import StopReason
 from fastapi_equeue.runtime.progress import Progress
 from fastapi_equeue.store import Attempt, Store
 from fastapi_equeue.tasks import Task, TaskRegistry, encode_json
+from fastapi_equeue.tracing import Tracing
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +49,10 @@ class Executor:
         clock: Clock,
         threads: int,
         app: Any = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._registry = registry
+        self._tracing = tracing
         self._store = store
         self._worker_id = worker_id
         self._clock = clock
@@ -62,14 +65,23 @@ class Executor:
         """Run one attempt of ``job``; ``stop_reason`` says why, if the runtime cancels it."""
         loop = asyncio.get_running_loop()
         started = loop.time()
+        if self._tracing is None:
+            outcome = await self._guarded(job, stop_reason)
+        else:
+            with self._tracing.processing(job):
+                outcome = await self._guarded(job, stop_reason)
+        return Attempt(job, outcome, loop.time() - started)
+
+    async def _guarded(
+        self, job: JobRow, stop_reason: Callable[[], StopReason | None]
+    ) -> JobCompleteParams | None:
         try:
-            outcome = await self._outcome(job, stop_reason)
+            return await self._outcome(job, stop_reason)
         except Exception as exc:
             # A fault of ours rather than the task's: the attempt must still end, or the job
             # would be handed back and run again forever.
             logger.exception("could not run job %s; failing it", job.id)
-            outcome = self._failure(job, exc, final=True, task=None)
-        return Attempt(job, outcome, loop.time() - started)
+            return self._failure(job, exc, final=True, task=None)
 
     async def _outcome(
         self, job: JobRow, stop_reason: Callable[[], StopReason | None]
@@ -184,6 +196,8 @@ class Executor:
     def _failure(
         self, job: JobRow, exc: BaseException, *, final: bool, task: Task[..., Any] | None
     ) -> JobCompleteParams:
+        if self._tracing is not None:
+            self._tracing.failed(exc)
         error = AttemptError(
             attempt=job.attempts,
             error=describe(exc),

@@ -31,12 +31,13 @@ from fastapi_equeue.runtime.scheduler import Scheduler
 from fastapi_equeue.runtime.service import Supervisor
 from fastapi_equeue.store import Store
 from fastapi_equeue.tasks import TaskRegistry
+from fastapi_equeue.tracing import Tracing
 
 
 class Runtime:
     """The workers of one process: ``concurrency`` slots over ``queues`` (``None``: all);
     ``app``, the ASGI app whose lifespan runs them, if one does, is what tasks see as
-    ``JobContext.app``."""
+    ``JobContext.app``; ``tracing``, when given, opens a span per attempt."""
 
     def __init__(
         self,
@@ -51,6 +52,7 @@ class Runtime:
         schedules: Sequence[Schedule] = (),
         beat_backend: Callable[[], Backend] | None = None,
         app: Any = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.worker_id = new_job_id()
         self.attempts = Attempts(concurrency, grace=config.shutdown_grace)
@@ -65,6 +67,7 @@ class Runtime:
                 clock=clock,
                 threads=concurrency,
                 app=app,
+                tracing=tracing,
             ),
             completer=self.completer,
             clock=clock,

@@ -32,7 +32,13 @@ INDEXES = {
     "equeue_jobs_release_pending_idx",
     "equeue_dependencies_job_idx",
 }
-MIGRATIONS = ["0001_initial", "0002_queues", "0003_chains_progress", "0004_schedules"]
+MIGRATIONS = [
+    "0001_initial",
+    "0002_queues",
+    "0003_chains_progress",
+    "0004_schedules",
+    "0005_trace_context",
+]
 # One subprocess imports FastAPI, SQLAlchemy and pydantic: seconds, not minutes.
 CLI_DEADLINE = 60.0
 

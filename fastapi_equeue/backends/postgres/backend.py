@@ -21,6 +21,7 @@ from fastapi_equeue.backends._sql import (
     claim_order,
     decode_errors,
     payload_text,
+    trace_context_text,
 )
 from fastapi_equeue.backends.postgres.database import PostgresDatabase
 from fastapi_equeue.backends.postgres.notifier import PostgresNotifier
@@ -110,6 +111,7 @@ class PostgresBackend(SQLBackend):
             "delays": [p.delay for p in params],
             "run_ats": [p.run_at for p in params],
             "keys": [p.idempotency_key for p in params],
+            "trace_contexts": [trace_context_text(p) for p in params],
         }
 
     def _announce(self, conn: "AsyncConnection | None", notification: Notification) -> None:

@@ -254,11 +254,11 @@ WHERE idempotency_key IN (SELECT jsonb_array_elements_text(CAST(CAST(:keys AS te
 -- exists: a retry, after a lost connection, of an insert that had committed.
 INSERT INTO equeue_jobs (
     id, job_type, queue, payload, priority, max_attempts, created_at, scheduled_at,
-    idempotency_key)
+    idempotency_key, trace_context)
 SELECT CAST(:id AS uuid), :job_type, :queue, CAST(CAST(:payload AS text) AS jsonb), :priority,
        :max_attempts, t.now, coalesce(CAST(:run_at AS timestamptz),
                                       t.now + make_interval(secs => :delay)),
-       :idempotency_key
+       :idempotency_key, CAST(CAST(:trace_context AS text) AS jsonb)
 FROM (SELECT coalesce(CAST(:now AS timestamptz), now()) AS now) AS t
 ON CONFLICT DO NOTHING
 RETURNING id, payload, created_at, scheduled_at,
@@ -272,15 +272,17 @@ RETURNING id, payload, created_at, scheduled_at,
 WITH inserted AS (
     INSERT INTO equeue_jobs (
         id, job_type, queue, payload, priority, max_attempts, created_at, scheduled_at,
-        idempotency_key)
+        idempotency_key, trace_context)
     SELECT r.id, r.job_type, r.queue, CAST(r.payload AS jsonb), r.priority, r.max_attempts,
-           t.now, coalesce(r.run_at, t.now + make_interval(secs => r.delay)), r.idempotency_key
+           t.now, coalesce(r.run_at, t.now + make_interval(secs => r.delay)), r.idempotency_key,
+           CAST(r.trace_context AS jsonb)
     FROM (SELECT coalesce(CAST(:now AS timestamptz), now()) AS now) AS t, unnest(
         CAST(:ids AS uuid[]), CAST(:job_types AS text[]), CAST(:queues AS text[]),
         CAST(:payloads AS text[]), CAST(:priorities AS integer[]),
         CAST(:max_attempts AS integer[]), CAST(:delays AS double precision[]),
-        CAST(:run_ats AS timestamptz[]), CAST(:keys AS text[])
-    ) AS r(id, job_type, queue, payload, priority, max_attempts, delay, run_at, idempotency_key)
+        CAST(:run_ats AS timestamptz[]), CAST(:keys AS text[]), CAST(:trace_contexts AS text[])
+    ) AS r(id, job_type, queue, payload, priority, max_attempts, delay, run_at, idempotency_key,
+           trace_context)
     ON CONFLICT DO NOTHING
     RETURNING id, queue, payload, created_at, scheduled_at
 )

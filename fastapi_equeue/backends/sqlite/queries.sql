@@ -117,10 +117,10 @@ SELECT * FROM equeue_jobs WHERE idempotency_key IN (SELECT value FROM json_each(
 -- Insert one job (job_insert_many for a batch); a key that exists skips the row.
 INSERT INTO equeue_jobs (
     id, job_type, queue, payload, priority, max_attempts, created_at, scheduled_at,
-    idempotency_key)
+    idempotency_key, trace_context)
 VALUES (
     :id, :job_type, :queue, :payload, :priority, :max_attempts, :now,
-    coalesce(:run_at, :now + :delay), :idempotency_key)
+    coalesce(:run_at, :now + :delay), :idempotency_key, :trace_context)
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id, created_at, scheduled_at;
 
@@ -128,7 +128,7 @@ RETURNING id, created_at, scheduled_at;
 -- Insert a batch of jobs (a JSON array) in one statement; a key that exists skips its row.
 INSERT INTO equeue_jobs (
     id, job_type, queue, payload, priority, max_attempts, created_at, scheduled_at,
-    idempotency_key)
+    idempotency_key, trace_context)
 SELECT json_extract(value, '$.id'),
        json_extract(value, '$.job_type'),
        json_extract(value, '$.queue'),
@@ -137,7 +137,8 @@ SELECT json_extract(value, '$.id'),
        json_extract(value, '$.max_attempts'),
        :now,
        coalesce(json_extract(value, '$.run_at'), :now + json_extract(value, '$.delay')),
-       json_extract(value, '$.idempotency_key')
+       json_extract(value, '$.idempotency_key'),
+       json_extract(value, '$.trace_context')
 FROM json_each(:rows)
 -- "WHERE true" resolves the parser's ambiguity between ON CONFLICT and a join's ON clause.
 WHERE true
