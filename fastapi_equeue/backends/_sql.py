@@ -219,11 +219,7 @@ class SQLBackend(ABC):
             return []
         if any(p.depends_on for p in params):
             return await self._insert_linked(params, conn)
-        name, values = (
-            ("job_insert", self._insert_one(params[0]))
-            if len(params) == 1
-            else ("job_insert_many", self._insert_values(params))
-        )
+        name, values = self._insert_statement(params)
         try:
             written = await self._run(name, values, conn)
         except ConnectionResetError:
@@ -275,11 +271,7 @@ class SQLBackend(ABC):
         host's on ``conn``."""
 
         async def insert(run: _dependencies.Run) -> list[JobRow]:
-            name, values = (
-                ("job_insert", self._insert_one(params[0]))
-                if len(params) == 1
-                else ("job_insert_many", self._insert_values(params))
-            )
+            name, values = self._insert_statement(params)
             return self._inserted_rows(params, await run(name, values))
 
         if conn is not None:
@@ -605,6 +597,13 @@ class SQLBackend(ABC):
         sql, parameters = self._db.for_host(name, self._bind(values))
         result = await conn.exec_driver_sql(sql, parameters)
         return list(result.mappings()) if result.returns_rows else []
+
+    def _insert_statement(self, params: Sequence[JobInsertParams]) -> tuple[str, dict[str, Any]]:
+        """The insert of ``params`` and its parameters: ``job_insert`` for the most common call,
+        one job, with no arrays to unpack."""
+        if len(params) == 1:
+            return "job_insert", self._insert_one(params[0])
+        return "job_insert_many", self._insert_values(params)
 
     def _insert_one(self, p: JobInsertParams) -> dict[str, Any]:
         """The parameters of ``job_insert``."""
