@@ -386,6 +386,31 @@ class ScheduleRow:
     updated_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerRow:
+    """A registered worker process, as its heartbeats left it."""
+
+    id: str
+    hostname: str
+    pid: int
+    queues: tuple[str, ...] | None
+    """The queues it serves; ``None``: every queue."""
+    concurrency: int
+    started_at: datetime
+    last_beat_at: datetime
+    running: int
+    """Jobs the database holds as running on it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ThroughputRow:
+    """How many jobs ended in one status during one minute."""
+
+    minute: datetime
+    status: JobStatus
+    count: int
+
+
 NotificationKind = Literal["available", "cancel", "done", "queue"]
 
 EVERY_QUEUE = "*"
@@ -437,6 +462,11 @@ class Backend(Protocol):
     def migration_script(self) -> str:
         """Every migration as one SQL script, for teams that run their own migration tool."""
 
+    async def change_marker(self) -> int:
+        """A number that changes when any process writes jobs or queues: how a reader that
+        gets no notifications from other processes (``capabilities.listen_notify`` false)
+        notices their writes."""
+
     async def job_cancel(self, job_id: str) -> JobRow | None:
         """Cancel a queued or retrying job, or flag a processing one; ``None`` if neither."""
 
@@ -447,6 +477,9 @@ class Backend(Protocol):
     async def job_complete_many(self, params: Sequence[JobCompleteParams]) -> dict[str, JobStatus]:
         """Write attempt outcomes in one round trip; the ids the fence let through, each with
         the status its job ended in."""
+
+    async def job_count(self, params: JobListParams, cap: int) -> int:
+        """How many jobs match the filters of ``params``, counting no further than ``cap``."""
 
     async def job_get(self, job_id: str, *, conn: "AsyncConnection | None" = None) -> JobRow | None:
         """One job by id."""
@@ -487,6 +520,9 @@ class Backend(Protocol):
         """Put back (or fail) processing jobs whose worker has been silent for ``stalled_after``
         seconds, and forget such workers; ``worker_id`` (the caller's, alive) is never one."""
 
+    async def job_throughput(self, since: datetime) -> list[ThroughputRow]:
+        """Completed and failed jobs per minute since ``since``."""
+
     async def job_retry(self, job_id: str) -> JobRow | None:
         """Queue a failed or cancelled job again with attempts reset; ``None`` if neither."""
 
@@ -525,6 +561,9 @@ class Backend(Protocol):
 
     async def worker_heartbeat(self, worker_id: str) -> bool:
         """Prove the worker alive; ``False`` if its row is gone (it was declared lost)."""
+
+    async def worker_list(self) -> list[WorkerRow]:
+        """Every registered worker process, with the jobs it runs."""
 
     async def worker_register(self, params: WorkerParams) -> None:
         """Record a starting worker process."""

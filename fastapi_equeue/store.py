@@ -34,7 +34,9 @@ from fastapi_equeue.backend import (
     ScheduleClaimParams,
     ScheduleRegisterParams,
     ScheduleRow,
+    ThroughputRow,
     WorkerParams,
+    WorkerRow,
 )
 from fastapi_equeue.clock import Clock
 from fastapi_equeue.config import RELEASE_BATCH
@@ -261,6 +263,22 @@ class Store:
     async def metrics_snapshot(self, stalled_after: float) -> MetricsSnapshot:
         """Every queue's backlog and the workers alive: the gauges of a metrics scrape."""
         return await self.backend.metrics_snapshot(stalled_after)
+
+    async def count(self, params: JobListParams, cap: int) -> int:
+        """How many jobs match the filters of ``params``, counting no further than ``cap``."""
+        return await self.backend.job_count(params, cap)
+
+    async def throughput(self, since: datetime) -> list[ThroughputRow]:
+        """Completed and failed jobs per minute since ``since``."""
+        return await self.backend.job_throughput(since)
+
+    async def workers(self) -> list[WorkerRow]:
+        """Every registered worker process, with the jobs it runs."""
+        return await self.backend.worker_list()
+
+    async def change_marker(self) -> int:
+        """A number that moves when any process writes jobs or queues."""
+        return await self.backend.change_marker()
 
     # -- queues --------------------------------------------------------------------------------
 

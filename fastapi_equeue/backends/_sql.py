@@ -11,7 +11,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from fastapi_equeue.backend import (
@@ -40,7 +40,9 @@ from fastapi_equeue.backend import (
     ScheduleClaimParams,
     ScheduleRegisterParams,
     ScheduleRow,
+    ThroughputRow,
     WorkerParams,
+    WorkerRow,
 )
 from fastapi_equeue.backends import _dependencies
 from fastapi_equeue.backends._database import Database, Row
@@ -151,6 +153,11 @@ class SQLBackend(ABC):
 
     # -- jobs ------------------------------------------------------------------------------------
 
+    async def change_marker(self) -> int:
+        """A number that changes when any process writes jobs or queues."""
+        (row,) = await self._db.fetch("change_marker", {}, read_only=True)
+        return int(row["marker"])
+
     async def job_cancel(self, job_id: str) -> JobRow | None:
         """Cancel a queued or retrying job, or flag a processing one; ``None`` if neither."""
         rows = await self._write("job_cancel", {"id": job_id})
@@ -195,6 +202,17 @@ class SQLBackend(ABC):
         if ended:
             await self._release(ended)
         return statuses
+
+    async def job_count(self, params: JobListParams, cap: int) -> int:
+        """How many jobs match the filters of ``params``, counting no further than ``cap``."""
+        values = {
+            "cap": cap,
+            "status": params.status.value if params.status else None,
+            "job_type": params.job_type,
+            "queue": params.queue,
+        }
+        (row,) = await self._db.fetch("job_count", self._bind(values), read_only=True)
+        return int(row["count"])
 
     async def job_get(self, job_id: str, *, conn: "AsyncConnection | None" = None) -> JobRow | None:
         """One job by id."""
@@ -415,6 +433,19 @@ class SQLBackend(ABC):
             await self._release(ended)
         return Rescue(jobs=rows, workers=forgotten)
 
+    async def job_throughput(self, since: datetime) -> list[ThroughputRow]:
+        """Completed and failed jobs per minute since ``since``."""
+        values = self._bind({"since": self._time_value(since)})
+        rows = await self._db.fetch("job_throughput", values, read_only=True)
+        return [
+            ThroughputRow(
+                minute=datetime.fromtimestamp(float(row["minute"]), UTC),
+                status=JobStatus(row["status"]),
+                count=int(row["count"]),
+            )
+            for row in rows
+        ]
+
     async def job_retry(self, job_id: str) -> JobRow | None:
         """Queue a failed or cancelled job again; ``None`` if it is neither."""
         rows = await self._write("job_retry", {"id": job_id})
@@ -556,6 +587,23 @@ class SQLBackend(ABC):
             "worker_heartbeat", self._bind({"id": worker_id}), idempotent=True
         )
         return bool(rows)
+
+    async def worker_list(self) -> list[WorkerRow]:
+        """Every registered worker process, with the jobs it runs."""
+        rows = await self._db.fetch("worker_list", self._bind({}), read_only=True)
+        return [
+            WorkerRow(
+                id=str(row["id"]),
+                hostname=row["hostname"],
+                pid=int(row["pid"]),
+                queues=_queue_names(row["queues"]),
+                concurrency=int(row["concurrency"]),
+                started_at=self._decode_time(row["started_at"]),
+                last_beat_at=self._decode_time(row["last_beat_at"]),
+                running=int(row["running"]),
+            )
+            for row in rows
+        ]
 
     async def worker_register(self, params: WorkerParams) -> None:
         """Record a starting worker process."""
@@ -699,6 +747,13 @@ def _settings(row: Row, *, claimable: bool = False) -> QueueSettingsRow:
         rate_period=row["rate_period"],
         claimable=claimable,
     )
+
+
+def _queue_names(value: Any) -> tuple[str, ...] | None:
+    """A worker's queues as stored: a JSON array (text on SQLite), or ``NULL`` for every queue."""
+    if value is None:
+        return None
+    return tuple(json.loads(value) if isinstance(value, str) else value)
 
 
 def _optional(convert: Callable[[float], Any], value: float | None) -> Any:

@@ -9,6 +9,14 @@
 -- JSON goes in as text cast to jsonb: the statements then read the same whether they run on the
 -- package's own connections or on a host's SQLAlchemy connection (whose jsonb codec encodes).
 
+-- name: change_marker
+-- A number that moves as our tables are written, by any session: their statistics counters,
+-- which trail the writes by up to a few seconds. The dashboard's cue to refresh where it cannot
+-- LISTEN (poll_only).
+SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) AS marker
+FROM pg_stat_user_tables
+WHERE relid IN (CAST('equeue_jobs' AS regclass), CAST('equeue_queues' AS regclass));
+
 -- name: job_cancel
 -- Cancel a waiting job at once (announced as done); flag a running one and tell its worker.
 UPDATE equeue_jobs
@@ -200,6 +208,27 @@ SELECT id, status, queue, release_pending
 FROM updated
 -- The one-time filter makes PostgreSQL run the notifying CTEs, which it would otherwise skip.
 WHERE (SELECT count(*) FROM done) + (SELECT count(*) FROM requeued) >= 0;
+
+-- name: job_count
+-- How many jobs the filters match, counting no further than :cap (a bulk action's preview). As in
+-- job_list, each way of reading is a branch of its own: by status on the status index, else on
+-- the creation index.
+SELECT count(*) AS count
+FROM (
+    (SELECT 1
+     FROM equeue_jobs
+     WHERE CAST(:status AS text) IS NULL
+       AND (CAST(:job_type AS text) IS NULL OR job_type = :job_type)
+       AND (CAST(:queue AS text) IS NULL OR queue = :queue)
+     LIMIT :cap)
+    UNION ALL
+    (SELECT 1
+     FROM equeue_jobs
+     WHERE status = :status
+       AND (CAST(:job_type AS text) IS NULL OR job_type = :job_type)
+       AND (CAST(:queue AS text) IS NULL OR queue = :queue)
+     LIMIT :cap)
+) AS matched;
 
 -- name: job_dependencies_edges
 -- One edge per dependency of new jobs (a JSON array of {"id", "depends_on": [ids], "blocked"}).
@@ -478,6 +507,14 @@ SET status = 'queued', attempts = 0, scheduled_at = coalesce(CAST(:now AS timest
 WHERE id = CAST(:id AS uuid) AND status IN ('failed', 'cancelled')
 RETURNING *, pg_notify('equeue', 'available:' || queue) IS NULL AS notified;
 
+-- name: job_throughput
+-- Completed and failed jobs per minute (the minute's start, in epoch seconds) since :since, read
+-- from the retention index.
+SELECT status, floor(extract(epoch FROM finished_at) / 60) * 60 AS minute, count(*) AS count
+FROM equeue_jobs
+WHERE status IN ('completed', 'failed') AND finished_at >= CAST(:since AS timestamptz)
+GROUP BY status, minute;
+
 -- name: metrics_snapshot
 -- Every queue with jobs that could run or with settings: paused or not, its backlog (queued
 -- and retrying jobs not blocked on dependencies), the age in seconds of its oldest due one;
@@ -674,6 +711,14 @@ RETURNING id;
 -- name: worker_heartbeat
 -- Prove a worker alive; no row back means it was declared lost.
 UPDATE equeue_workers SET last_beat_at = coalesce(CAST(:now AS timestamptz), now()) WHERE id = CAST(:id AS uuid) RETURNING id;
+
+-- name: worker_list
+-- Every registered worker process, with how many jobs it runs now.
+SELECT w.id, w.hostname, w.pid, w.queues, w.concurrency, w.started_at, w.last_beat_at,
+       (SELECT count(*) FROM equeue_jobs AS j
+        WHERE j.status = 'processing' AND j.worker_id = w.id) AS running
+FROM equeue_workers AS w
+ORDER BY w.hostname, w.pid, w.id;
 
 -- name: worker_register
 -- Record a starting worker process (or refresh one that was declared lost and came back).

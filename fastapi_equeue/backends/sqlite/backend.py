@@ -53,7 +53,8 @@ class SQLiteBackend(SQLBackend):
     }
 
     def __init__(self, path: str, options: BackendOptions) -> None:
-        super().__init__(SQLiteDatabase(path, pool_size=options.pool_size))
+        self._sqlite = SQLiteDatabase(path, pool_size=options.pool_size)
+        super().__init__(self._sqlite)
         self.capabilities = Capabilities(listen_notify=False)
         self.notifier = LocalNotifier()
         self._clock = options.clock or SystemClock()
@@ -80,6 +81,10 @@ class SQLiteBackend(SQLBackend):
                 await tx.fetch("queue_note_starts", {**values, "started": len(jobs)})
         jobs.sort(key=claim_order)
         return Claim(jobs=jobs, room=room)
+
+    async def change_marker(self) -> int:
+        """SQLite's ``data_version``, read on a connection of its own (see the database)."""
+        return await self._sqlite.change_marker()
 
     def _bind(self, params: dict[str, Any]) -> dict[str, Any]:
         params["now"] = self._time(self._clock.now())

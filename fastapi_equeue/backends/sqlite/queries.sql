@@ -6,6 +6,11 @@
 -- database's write lock up front, so a claim cannot read rows that another writer then changes,
 -- and writers queue on busy_timeout instead of failing with "database is locked" mid-transaction.
 
+-- name: change_marker
+-- A number that changes whenever another connection, in this process or another, commits a write
+-- to the file: the dashboard's cue to refresh, where no notification crosses processes.
+SELECT data_version AS marker FROM pragma_data_version();
+
 -- name: job_cancel
 -- Cancel a waiting job at once; flag a running one for its worker.
 UPDATE equeue_jobs
@@ -80,6 +85,27 @@ WHERE equeue_jobs.id = o.id AND equeue_jobs.attempts = o.attempt
   AND equeue_jobs.worker_id = o.worker_id AND equeue_jobs.status = 'processing'
 RETURNING equeue_jobs.id, equeue_jobs.status, equeue_jobs.queue, equeue_jobs.release_pending;
 
+-- name: job_count
+-- How many jobs the filters match, counting no further than :cap (a bulk action's preview). As in
+-- job_list, each way of reading is a branch of its own: by status on the status index, else on
+-- the whole table.
+SELECT count(*) AS count
+FROM (
+    SELECT 1
+    FROM (SELECT 1 FROM equeue_jobs
+          WHERE :status IS NULL
+            AND (:job_type IS NULL OR job_type = :job_type)
+            AND (:queue IS NULL OR queue = :queue)
+          LIMIT :cap)
+    UNION ALL
+    SELECT 1
+    FROM (SELECT 1 FROM equeue_jobs
+          WHERE status = :status
+            AND (:job_type IS NULL OR job_type = :job_type)
+            AND (:queue IS NULL OR queue = :queue)
+          LIMIT :cap)
+);
+
 -- name: job_dependencies_edges
 -- One edge per dependency of new jobs (a JSON array of {"id", "depends_on": [ids], "blocked"}).
 INSERT INTO equeue_dependencies (depends_on, job_id)
@@ -146,13 +172,32 @@ ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id, created_at, scheduled_at;
 
 -- name: job_list
--- A page of jobs, newest first, after a keyset position, with optional filters.
+-- A page of jobs, newest first, after a keyset position, with optional filters. Each way of
+-- reading is a branch of its own, which SQLite skips when its constant condition is false: by
+-- status on the status index (a rare status is found at once however many rows the table
+-- holds), else on the creation index.
 SELECT *
-FROM equeue_jobs
-WHERE (:status IS NULL OR status = :status)
-  AND (:job_type IS NULL OR job_type = :job_type)
-  AND (:queue IS NULL OR queue = :queue)
-  AND (:after_created IS NULL OR (created_at, id) < (:after_created, :after_id))
+FROM (
+    SELECT *
+    FROM (SELECT *
+          FROM equeue_jobs
+          WHERE :status IS NULL
+            AND (:job_type IS NULL OR job_type = :job_type)
+            AND (:queue IS NULL OR queue = :queue)
+            AND (:after_created IS NULL OR (created_at, id) < (:after_created, :after_id))
+          ORDER BY created_at DESC, id DESC
+          LIMIT :limit)
+    UNION ALL
+    SELECT *
+    FROM (SELECT *
+          FROM equeue_jobs
+          WHERE status = :status
+            AND (:job_type IS NULL OR job_type = :job_type)
+            AND (:queue IS NULL OR queue = :queue)
+            AND (:after_created IS NULL OR (created_at, id) < (:after_created, :after_id))
+          ORDER BY created_at DESC, id DESC
+          LIMIT :limit)
+)
 ORDER BY created_at DESC, id DESC
 LIMIT :limit;
 
@@ -284,6 +329,16 @@ SET status = 'queued', attempts = 0, scheduled_at = :now, started_at = NULL,
         WHERE e.job_id = equeue_jobs.id AND p.status <> 'completed')
 WHERE id = :id AND status IN ('failed', 'cancelled')
 RETURNING *;
+
+-- name: job_throughput
+-- Completed and failed jobs per minute (the minute's start, in epoch seconds) since :since, read
+-- from the retention index, whose own condition the statement repeats: SQLite uses a partial
+-- index only for a query that states it.
+SELECT status, (finished_at / 60000000) * 60 AS minute, count(*) AS count
+FROM equeue_jobs
+WHERE status IN ('completed', 'failed', 'cancelled')
+  AND status IN ('completed', 'failed') AND finished_at >= :since
+GROUP BY status, minute;
 
 -- name: metrics_snapshot
 -- Every queue with jobs that could run or with settings: paused or not, its backlog (queued
@@ -484,6 +539,14 @@ RETURNING id;
 -- name: worker_heartbeat
 -- Prove a worker alive; no row back means it was declared lost.
 UPDATE equeue_workers SET last_beat_at = :now WHERE id = :id RETURNING id;
+
+-- name: worker_list
+-- Every registered worker process, with how many jobs it runs now.
+SELECT w.id, w.hostname, w.pid, w.queues, w.concurrency, w.started_at, w.last_beat_at,
+       (SELECT count(*) FROM equeue_jobs AS j
+        WHERE j.status = 'processing' AND j.worker_id = w.id) AS running
+FROM equeue_workers AS w
+ORDER BY w.hostname, w.pid, w.id;
 
 -- name: worker_register
 -- Record a starting worker process (or refresh one that was declared lost and came back).
