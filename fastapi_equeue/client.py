@@ -15,13 +15,21 @@ from fastapi_equeue.backend import (
     JobInsertParams,
     JobListParams,
     JobRow,
+    MetricsSnapshot,
     Notification,
     QueueConfigureParams,
     QueueRow,
     QueueSettingsRow,
 )
 from fastapi_equeue.clock import Clock
-from fastapi_equeue.config import MAX_LIST_LIMIT, Config, check_queue_name, storable_text
+from fastapi_equeue.config import (
+    MAX_COUNT,
+    MAX_LIST_LIMIT,
+    MINUTES_PER_DAY,
+    Config,
+    check_queue_name,
+    storable_text,
+)
 from fastapi_equeue.errors import (
     InvalidCursor,
     InvalidOption,
@@ -29,6 +37,7 @@ from fastapi_equeue.errors import (
     JobNotFound,
     PayloadTooLarge,
 )
+from fastapi_equeue.insight import ThroughputPoint, WorkerInfo
 from fastapi_equeue.jobs import (
     Job,
     JobStatus,
@@ -231,12 +240,7 @@ class QueueClient:
             InvalidCursor: a cursor that ``list`` did not issue.
         """
         limit = _limit(limit)
-        try:
-            status_value = JobStatus(status) if status is not None else None
-        except ValueError:
-            raise InvalidOption(
-                "status", f"must be one of {[s.value for s in JobStatus]}", location="query"
-            ) from None
+        status_value = _status(status)
         after = None
         if cursor is not None:
             after = decode_cursor(cursor)
@@ -276,6 +280,77 @@ class QueueClient:
             completed_last_minute=recent[JobStatus.COMPLETED],
             failed_last_minute=recent[JobStatus.FAILED],
         )
+
+    async def count(
+        self,
+        *,
+        status: JobStatus | str | None = None,
+        job_type: str | None = None,
+        queue: str | None = None,
+        cap: int = MAX_COUNT,
+    ) -> int:
+        """How many jobs match the filters of ``list``, counting no further than ``cap`` (at
+        most 10,000): a result of ``cap`` means "``cap`` or more", and it stays cheap on any
+        table.
+
+        Raises:
+            InvalidOption: a bad filter, or a ``cap`` below 1.
+        """
+        cap = _positive("cap", cap, MAX_COUNT)
+        params = JobListParams(
+            limit=cap,
+            status=_status(status),
+            job_type=_filter("job_type", job_type),
+            queue=_filter("queue", queue),
+        )
+        return await self._store.count(params, cap)
+
+    async def backlog(self) -> MetricsSnapshot:
+        """What could run, per queue (backlog, oldest due job's age, paused), and the live
+        workers; read from the claim's index alone, so cheap on any table."""
+        return await self._store.metrics_snapshot(self._config.stalled_after)
+
+    async def throughput(self, minutes: int = 60) -> builtins.list[ThroughputPoint]:
+        """Jobs completed and failed per minute over the last ``minutes`` (at most a day),
+        oldest first, one point per minute including the current one."""
+        minutes = _positive("minutes", minutes, MINUTES_PER_DAY)
+        now = self._clock.now()
+        start = now.replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
+        counts: dict[datetime, dict[JobStatus, int]] = {}
+        for row in await self._store.throughput(start):
+            counts.setdefault(row.minute, {})[row.status] = row.count
+        points = []
+        for i in range(minutes):
+            minute = start + timedelta(minutes=i)
+            ended = counts.get(minute, {})
+            points.append(
+                ThroughputPoint(
+                    minute=minute,
+                    completed=ended.get(JobStatus.COMPLETED, 0),
+                    failed=ended.get(JobStatus.FAILED, 0),
+                )
+            )
+        return points
+
+    async def workers(self) -> builtins.list[WorkerInfo]:
+        """Every worker process registered on this database, in an app or standalone; those
+        that did not beat within ``stalled_after`` have ``alive`` false."""
+        now = self._clock.now()
+        stalled = timedelta(seconds=self._config.stalled_after)
+        return [
+            WorkerInfo(
+                id=row.id,
+                hostname=row.hostname,
+                pid=row.pid,
+                queues=list(row.queues) if row.queues is not None else None,
+                concurrency=row.concurrency,
+                started_at=row.started_at,
+                last_beat_at=row.last_beat_at,
+                running=row.running,
+                alive=now - row.last_beat_at <= stalled,
+            )
+            for row in await self._store.workers()
+        ]
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """Return the job once it is ``completed``, ``failed`` or ``cancelled``.
@@ -317,6 +392,13 @@ class QueueClient:
         A queue comes into being by use: enqueueing into a name, pausing it or configuring it.
         """
         return [_queue_info(row) for row in await self._store.queues()]
+
+    async def queue_settings(self) -> builtins.list[QueueInfo]:
+        """The queues that have jobs waiting or settings, with their settings but no counts
+        (``counts`` is empty): read from the claim's index and the settings table, so cheap on
+        any table, where ``queues()`` counts every job."""
+        rows = await self._store.queues_to_serve(None)
+        return [_queue_info(QueueRow(row, {})).model_copy(update={"counts": {}}) for row in rows]
 
     async def pause_queue(self, name: str) -> QueueInfo:
         """Pause a queue: it accepts jobs and starts none, in every process, within one
@@ -539,6 +621,15 @@ def _require_id(job_id: str) -> str:
     return canonical
 
 
+def _status(status: JobStatus | str | None) -> JobStatus | None:
+    try:
+        return JobStatus(status) if status is not None else None
+    except ValueError:
+        raise InvalidOption(
+            "status", f"must be one of {[s.value for s in JobStatus]}", location="query"
+        ) from None
+
+
 def _filter(name: str, value: object) -> str | None:
     if value is None:
         return None
@@ -552,6 +643,10 @@ def _filter(name: str, value: object) -> str | None:
 
 
 def _limit(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIST_LIMIT:
-        raise InvalidOption("limit", f"must be an integer in 1..{MAX_LIST_LIMIT}", location="query")
+    return _positive("limit", value, MAX_LIST_LIMIT)
+
+
+def _positive(name: str, value: object, most: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+        raise InvalidOption(name, f"must be an integer in 1..{most}", location="query")
     return value

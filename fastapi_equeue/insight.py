@@ -1,0 +1,35 @@
+"""What operators read about a queue beyond its jobs: the worker processes, and how many jobs
+ended per minute. ``QueueClient.workers()`` and ``QueueClient.throughput()`` return them."""
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+
+class WorkerInfo(BaseModel):
+    """A worker process that registered itself: in an app's lifespan or standalone."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    hostname: str
+    pid: int
+    queues: list[str] | None
+    """The queues it serves; ``None``: every queue."""
+    concurrency: int
+    started_at: datetime
+    last_beat_at: datetime
+    running: int
+    """Jobs the database holds as running on it."""
+    alive: bool
+    """It beat within ``stalled_after``; a worker that did not is about to be declared lost."""
+
+
+class ThroughputPoint(BaseModel):
+    """The jobs that ended completed and failed during one minute."""
+
+    model_config = ConfigDict(frozen=True)
+
+    minute: datetime
+    completed: int
+    failed: int
