@@ -30,6 +30,7 @@ from fastapi_equeue.config import (
     seconds,
 )
 from fastapi_equeue.errors import ConfigurationError
+from fastapi_equeue.live import ChangeFeed
 from fastapi_equeue.periodic import Schedule, declare
 from fastapi_equeue.retry import RetryDelay
 from fastapi_equeue.runtime.runtime import Runtime
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
     from fastapi_equeue.api.ratelimit import RateLimitKey, SubmitLimiter
+    from fastapi_equeue.dashboard.access import ReadOnlyCheck
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +90,9 @@ class EQueue:
         tracer_provider: trace enqueues and attempts with this OpenTelemetry provider (e.g.
             ``opentelemetry.trace.get_tracer_provider()``; needs ``fastapi-equeue[otel]``);
             ``None``: no tracing, at no cost.
+        dashboard_read_only: ``True`` makes ``/jobs/dashboard`` show without acting (no
+            cancel, retry, pause, limits, bulk or submit); or a function of the request (sync
+            or async) that says so per user, e.g. from its role.
     """
 
     def __init__(
@@ -111,6 +116,7 @@ class EQueue:
         rate_limit_key: "RateLimitKey | None" = None,
         clock: Clock | None = None,
         tracer_provider: "TracerProvider | None" = None,
+        dashboard_read_only: "bool | ReadOnlyCheck" = False,
     ) -> None:
         if isinstance(queues, str):
             raise ConfigurationError("queues must be a list of queue names, not one string")
@@ -156,6 +162,10 @@ class EQueue:
         self._metrics: metrics.QueueMetrics | None = None
         self._tracing = tracing.build(tracer_provider)
         self._app: Any = None  # the app whose lifespan runs the queue: tasks' JobContext.app
+        self._changes: ChangeFeed | None = None
+        self.dashboard_read_only = dashboard_read_only
+        """Whether the dashboard only shows (``True``), or a function of the request that
+        says so per user; ``False``: its actions work for whoever reaches it."""
 
     # -- tasks -------------------------------------------------------------------------------------
 
@@ -292,6 +302,16 @@ class EQueue:
             self._metrics = metrics.build(self.events, self._clock, self._metrics_snapshot)
         return self._metrics
 
+    @property
+    def changes(self) -> ChangeFeed:
+        """A debounced signal that jobs or queues changed, in any process: what the
+        dashboard's live stream reads."""
+        if self._store is None:
+            raise ConfigurationError("the queue is not started: it has no changes to follow")
+        if self._changes is None:
+            self._changes = ChangeFeed(self._store)
+        return self._changes
+
     async def _metrics_snapshot(self) -> MetricsSnapshot:
         if self._store is None:
             raise ConfigurationError("the queue is not started: its metrics cannot be read")
@@ -385,6 +405,9 @@ class EQueue:
                 waiting.cancel()
                 with contextlib.suppress(BaseException):
                     await waiting
+            changes, self._changes = self._changes, None
+            if changes is not None:
+                await changes.close()
             self._client = None
             self._store = None
             self._backend = None

@@ -1,0 +1,124 @@
+"""What operators read beyond jobs, through the client: capped counts, completions per minute,
+the worker processes, and the change feed that tells the dashboard to refresh."""
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable
+
+import pytest
+
+from fastapi_equeue import EQueue, InvalidOption, JobStatus
+
+DEADLINE = 10.0
+
+
+async def test_count_matches_the_filters_up_to_the_cap(make_queue: Callable[..., EQueue]) -> None:
+    queue = make_queue(concurrency=0)
+
+    @queue.task
+    async def noop() -> None: ...
+
+    async with queue:
+        client = queue.client
+        await client.enqueue_many([{"job_type": "noop", "queue": "a"} for _ in range(4)])
+        await client.enqueue_many([{"job_type": "noop", "queue": "b"} for _ in range(3)])
+
+        assert await client.count() == 7
+        assert await client.count(queue="a") == 4
+        assert await client.count(status="queued", queue="b") == 3
+        assert await client.count(status=JobStatus.FAILED) == 0
+        assert await client.count(cap=5) == 5
+        for bad in ({"cap": 0}, {"cap": 10_001}, {"status": "lost"}, {"queue": ""}):
+            with pytest.raises(InvalidOption):
+                await client.count(**bad)  # type: ignore[arg-type]
+
+
+async def test_throughput_has_a_point_per_minute_with_each_outcome(
+    make_queue: Callable[..., EQueue],
+) -> None:
+    queue = make_queue(concurrency=4)
+
+    @queue.task
+    async def ok() -> None: ...
+
+    @queue.task(max_attempts=1)
+    async def broken() -> None:
+        raise RuntimeError("no")
+
+    async with queue:
+        client = queue.client
+        jobs = [await client.enqueue("ok") for _ in range(3)]
+        jobs += [await client.enqueue("broken") for _ in range(2)]
+        for job in jobs:
+            await client.wait(job.id, timeout=DEADLINE)
+        points = await client.throughput(5)
+
+        with pytest.raises(InvalidOption):
+            await client.throughput(0)
+
+    assert len(points) == 5
+    minutes = [p.minute for p in points]
+    assert all((b - a).total_seconds() == 60 for a, b in itertools.pairwise(minutes))
+    assert sum(p.completed for p in points) == 3
+    assert sum(p.failed for p in points) == 2
+
+
+async def test_the_workers_of_a_running_queue_are_listed_alive(
+    make_queue: Callable[..., EQueue],
+) -> None:
+    queue = make_queue(concurrency=3)
+
+    async with queue:
+        (worker,) = await queue.client.workers()
+
+    assert worker.alive
+    assert worker.concurrency == 3
+    assert worker.running == 0
+    assert worker.queues is None
+
+
+async def test_the_change_feed_moves_for_another_queues_writes_and_debounces_a_burst(
+    make_queue: Callable[..., EQueue],
+) -> None:
+    # Two queues on one database stand for two processes: on SQLite, nothing announces the
+    # writer's jobs to the reader but the change marker.
+    reader, writer = make_queue(concurrency=0), make_queue(concurrency=0)
+    for queue in (reader, writer):
+        queue.task(name="noop")(lambda: None)
+
+    async with reader, writer:
+        feed = reader.changes
+        async with feed.reading():
+            seen = feed.version
+            await writer.client.enqueue("noop")
+            async with asyncio.timeout(DEADLINE):
+                while (now := await feed.wait(seen, DEADLINE)) == seen:
+                    pass
+            assert now > seen
+
+            # A burst: one signal per half second at most, however many writes.
+            seen = feed.version
+            started = time.monotonic()
+            for _ in range(100):
+                await writer.client.enqueue("noop")
+            elapsed = time.monotonic() - started
+            async with asyncio.timeout(DEADLINE):
+                while (now := await feed.wait(seen, DEADLINE)) == seen:
+                    pass
+            assert 1 <= feed.version - seen <= elapsed / 0.5 + 2
+
+
+async def test_the_change_feed_closes_with_its_queue(make_queue: Callable[..., EQueue]) -> None:
+    queue = make_queue(concurrency=0)
+
+    async with queue:
+        feed = queue.changes
+        async with feed.reading():
+            seen = feed.version
+            waiting = asyncio.create_task(feed.wait(seen, 60))
+            await asyncio.sleep(0)
+    # The queue stopped: the reader was woken, and the feed says it is closed.
+    async with asyncio.timeout(DEADLINE):
+        assert await waiting > seen
+    assert feed.closed
