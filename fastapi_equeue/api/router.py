@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from fastapi_equeue import dashboard
 from fastapi_equeue.api.body import read_json_object
 from fastapi_equeue.api.dependencies import get_equeue, get_queue
 from fastapi_equeue.api.http_errors import EQueueRoute
@@ -215,6 +216,10 @@ async def list_jobs(
         status=status_filter, job_type=job_type, queue=queue, limit=limit, cursor=cursor
     )
     return page
+
+
+# Before "/{job_id}", which would otherwise take "dashboard" for an id.
+router.include_router(dashboard.router)
 
 
 @router.get(

@@ -1,0 +1,85 @@
+"""The live stream and the static files.
+
+``GET /jobs/dashboard/stream`` is a server-sent event stream: ``event: changed`` whenever the
+queue's ``ChangeFeed`` moves (at most twice a second), a comment every 15 seconds to keep
+proxies from closing it. Each stream ends after a minute or so and the page's script opens the
+next one at once: that bounds how long a server waits for open streams when it shuts down.
+
+The static files are the package's own (``htmx``, vendored, and ``dashboard.js`` and
+``dashboard.css``); their URLs carry the package version, so browsers may keep them a year.
+"""
+
+import json
+import time
+from collections.abc import AsyncIterator
+from importlib import resources
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import Response, StreamingResponse
+
+from fastapi_equeue.dashboard.render import asset_version
+from fastapi_equeue.dashboard.route import DashboardRoute, message
+from fastapi_equeue.dashboard.state import Dashboard, get_dashboard
+from fastapi_equeue.live import ChangeFeed
+
+PING_EVERY = 15.0
+STREAM_LIFETIME = 55.0
+RETRY_MS = 2000
+
+STATIC_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
+
+router = APIRouter(route_class=DashboardRoute)
+
+
+@router.get("/stream", name="equeue_dashboard_stream")
+async def stream(dashboard: Annotated[Dashboard, Depends(get_dashboard)]) -> StreamingResponse:
+    """Server-sent events: ``changed`` when jobs or queues changed, in any process."""
+    feed = dashboard.queue.changes
+    return StreamingResponse(
+        _events(feed),
+        media_type="text/event-stream",
+        headers={
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+async def _events(feed: ChangeFeed) -> AsyncIterator[str]:
+    async with feed.reading():
+        seen = feed.version
+        yield f"retry: {RETRY_MS}\nevent: hello\ndata: {json.dumps({'version': seen})}\n\n"
+        ends = time.monotonic() + STREAM_LIFETIME
+        while (left := ends - time.monotonic()) > 0:
+            now = await feed.wait(seen, min(PING_EVERY, left))
+            if feed.closed:
+                return
+            if now != seen:
+                seen = now
+                yield f"event: changed\ndata: {json.dumps({'version': seen})}\n\n"
+            else:
+                yield ": ping\n\n"
+
+
+@router.get("/static/{tag}/{name}", name="equeue_dashboard_static")
+async def static(tag: str, name: str) -> Response:
+    """One of the dashboard's own files."""
+    suffix = name[name.rfind(".") :] if "." in name else ""
+    files = resources.files("fastapi_equeue.dashboard").joinpath("static")
+    if suffix not in STATIC_TYPES or "/" in name or name.startswith("."):
+        return message("no such file", 404)
+    item = files.joinpath(name)
+    if not item.is_file():
+        return message("no such file", 404)
+    cache = "public, max-age=31536000, immutable" if tag == asset_version() else "no-cache"
+    return Response(
+        item.read_bytes(),
+        media_type=STATIC_TYPES[suffix],
+        headers={"Cache-Control": cache, "X-Content-Type-Options": "nosniff"},
+    )
