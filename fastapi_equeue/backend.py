@@ -463,9 +463,10 @@ class Backend(Protocol):
         """Every migration as one SQL script, for teams that run their own migration tool."""
 
     async def change_marker(self) -> int:
-        """A number that changes when any process writes jobs or queues: how a reader that
-        gets no notifications from other processes (``capabilities.listen_notify`` false)
-        notices their writes."""
+        """A number that changes when any process changes jobs or queues (not for progress
+        reports, nor heartbeats): how a reader that gets no notifications from other
+        processes (``capabilities.listen_notify`` false) notices their writes. Comparable
+        within one process only."""
 
     async def job_cancel(self, job_id: str) -> JobRow | None:
         """Cancel a queued or retrying job, or flag a processing one; ``None`` if neither."""

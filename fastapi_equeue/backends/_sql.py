@@ -156,7 +156,7 @@ class SQLBackend(ABC):
     async def change_marker(self) -> int:
         """A number that changes when any process writes jobs or queues."""
         (row,) = await self._db.fetch("change_marker", {}, read_only=True)
-        return int(row["marker"])
+        return hash(tuple(row[column] for column in _MARKER_COLUMNS))
 
     async def job_cancel(self, job_id: str) -> JobRow | None:
         """Cancel a queued or retrying job, or flag a processing one; ``None`` if neither."""
@@ -747,6 +747,9 @@ def _settings(row: Row, *, claimable: bool = False) -> QueueSettingsRow:
         rate_period=row["rate_period"],
         claimable=claimable,
     )
+
+
+_MARKER_COLUMNS = ("waiting", "running", "created", "completed", "failed", "cancelled", "settings")
 
 
 def _queue_names(value: Any) -> tuple[str, ...] | None:

@@ -10,12 +10,17 @@
 -- package's own connections or on a host's SQLAlchemy connection (whose jsonb codec encodes).
 
 -- name: change_marker
--- A number that moves as our tables are written, by any session: their statistics counters,
--- which trail the writes by up to a few seconds. The dashboard's cue to refresh where it cannot
--- LISTEN (poll_only).
-SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) AS marker
-FROM pg_stat_user_tables
-WHERE relid IN (CAST('equeue_jobs' AS regclass), CAST('equeue_queues' AS regclass));
+-- What changes when jobs or queues change, in any process, read from small indexes only: the
+-- jobs waiting and running, the newest job, the latest end per final status, and the latest
+-- settings change. Worker heartbeats, which write every few seconds, change none.
+SELECT (SELECT count(*) FROM equeue_jobs
+        WHERE status IN ('queued', 'retrying') AND NOT blocked) AS waiting,
+       (SELECT count(*) FROM equeue_jobs WHERE status = 'processing') AS running,
+       (SELECT max(created_at) FROM equeue_jobs) AS created,
+       (SELECT max(finished_at) FROM equeue_jobs WHERE status = 'completed') AS completed,
+       (SELECT max(finished_at) FROM equeue_jobs WHERE status = 'failed') AS failed,
+       (SELECT max(finished_at) FROM equeue_jobs WHERE status = 'cancelled') AS cancelled,
+       (SELECT max(updated_at) FROM equeue_queues) AS settings;
 
 -- name: job_cancel
 -- Cancel a waiting job at once (announced as done); flag a running one and tell its worker.

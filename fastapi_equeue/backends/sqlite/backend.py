@@ -53,8 +53,7 @@ class SQLiteBackend(SQLBackend):
     }
 
     def __init__(self, path: str, options: BackendOptions) -> None:
-        self._sqlite = SQLiteDatabase(path, pool_size=options.pool_size)
-        super().__init__(self._sqlite)
+        super().__init__(SQLiteDatabase(path, pool_size=options.pool_size))
         self.capabilities = Capabilities(listen_notify=False)
         self.notifier = LocalNotifier()
         self._clock = options.clock or SystemClock()
@@ -81,10 +80,6 @@ class SQLiteBackend(SQLBackend):
                 await tx.fetch("queue_note_starts", {**values, "started": len(jobs)})
         jobs.sort(key=claim_order)
         return Claim(jobs=jobs, room=room)
-
-    async def change_marker(self) -> int:
-        """SQLite's ``data_version``, read on a connection of its own (see the database)."""
-        return await self._sqlite.change_marker()
 
     def _bind(self, params: dict[str, Any]) -> dict[str, Any]:
         params["now"] = self._time(self._clock.now())

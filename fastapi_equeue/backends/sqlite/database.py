@@ -43,8 +43,6 @@ class SQLiteDatabase:
         self._worker_lane = _Lane(reserved) if reserved else self._lane
         self._discarded: set[asyncio.Task[None]] = set()
         self._closed = False
-        self._watcher: aiosqlite.Connection | None = None
-        self._watching = asyncio.Lock()
 
     async def close(self) -> None:
         """Close every idle connection; one in use is closed when its statement ends.
@@ -52,9 +50,6 @@ class SQLiteDatabase:
         Each connection is a (non-daemon) thread: one left open would keep the process alive.
         """
         self._closed = True
-        watcher, self._watcher = self._watcher, None
-        if watcher is not None:
-            await _close_quietly(watcher)
         for lane in (self._lane, self._worker_lane):
             idle, lane.idle = lane.idle, []
             for conn in idle:
@@ -81,16 +76,6 @@ class SQLiteDatabase:
             rows: list[Row] = list(await conn.execute_fetchall(sql, values))
             await conn.execute("COMMIT")
             return rows
-
-    async def change_marker(self) -> int:
-        """``change_marker`` on a connection kept for it alone: SQLite's ``data_version``
-        moves only for commits made by other connections, so it must be the same connection
-        every time, and one that never writes."""
-        async with self._watching:
-            if self._watcher is None:
-                self._watcher = await self._connect()
-            rows = await self._watcher.execute_fetchall(self._statements["change_marker"])
-        return int(next(iter(rows))["marker"])
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Statements]:

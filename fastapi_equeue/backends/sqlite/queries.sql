@@ -7,9 +7,23 @@
 -- and writers queue on busy_timeout instead of failing with "database is locked" mid-transaction.
 
 -- name: change_marker
--- A number that changes whenever another connection, in this process or another, commits a write
--- to the file: the dashboard's cue to refresh, where no notification crosses processes.
-SELECT data_version AS marker FROM pragma_data_version();
+-- What changes when jobs or queues change, in any process, read from small indexes only: the
+-- jobs waiting and running (counted on the claim's and the running jobs' partial indexes, which
+-- INDEXED BY holds the planner to), the newest job, the latest end per final status (each with
+-- the retention index's own condition, which SQLite needs to see to use that partial index),
+-- and the latest settings change. Worker heartbeats, which write every few seconds, change none.
+SELECT (SELECT count(*) FROM equeue_jobs INDEXED BY equeue_jobs_queue_claimable_idx
+        WHERE status IN ('queued', 'retrying') AND blocked = 0) AS waiting,
+       (SELECT count(*) FROM equeue_jobs INDEXED BY equeue_jobs_queue_processing_idx
+        WHERE status = 'processing') AS running,
+       (SELECT max(created_at) FROM equeue_jobs) AS created,
+       (SELECT max(finished_at) FROM equeue_jobs
+        WHERE status = 'completed' AND status IN ('completed', 'failed', 'cancelled')) AS completed,
+       (SELECT max(finished_at) FROM equeue_jobs
+        WHERE status = 'failed' AND status IN ('completed', 'failed', 'cancelled')) AS failed,
+       (SELECT max(finished_at) FROM equeue_jobs
+        WHERE status = 'cancelled' AND status IN ('completed', 'failed', 'cancelled')) AS cancelled,
+       (SELECT max(updated_at) FROM equeue_queues) AS settings;
 
 -- name: job_cancel
 -- Cancel a waiting job at once; flag a running one for its worker.
