@@ -11,6 +11,7 @@ someone reads.
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator
 
 from fastapi_equeue.store import Store
@@ -23,6 +24,9 @@ MARKER_POLL = 1.0
 """Seconds between two reads of the change marker, where notifications stay in one process."""
 START_WAIT = 5.0
 """Seconds a new reader waits at most for the feed to be watching (the database may be down)."""
+GRACE = 15.0
+"""Seconds the feed goes on watching after its last reader left: a reader that comes back (a
+stream that reopens) finds the version counted on, with nothing missed in between."""
 
 
 class ChangeFeed:
@@ -40,7 +44,11 @@ class ChangeFeed:
         self._readers = 0
         self._task: asyncio.Task[None] | None = None
         self._watching = asyncio.Event()
+        self._idle: asyncio.TimerHandle | None = None
         self._closed = False
+        self.token = uuid.uuid4().hex[:12]
+        """Names this feed: a reader that finds another token (a restarted server) knows that
+        the versions it saw say nothing of what changed since."""
 
     @property
     def version(self) -> int:
@@ -57,6 +65,9 @@ class ChangeFeed:
         """Read the feed; it watches the database while anyone reads. Every write after this
         enters is signalled."""
         self._readers += 1
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
         try:
             if self._task is None and not self._closed:
                 self._watching.clear()
@@ -66,8 +77,8 @@ class ChangeFeed:
             yield self
         finally:
             self._readers -= 1
-            if self._readers == 0:
-                await self._stop()
+            if self._readers == 0 and self._task is not None:
+                self._idle = asyncio.get_running_loop().call_later(GRACE, self._cancel)
 
     async def wait(self, seen: int, timeout: float) -> int:
         """The version once it is beyond ``seen``, or as it is after ``timeout`` seconds (or
@@ -88,7 +99,16 @@ class ChangeFeed:
         moved, self._moved = self._moved, asyncio.Event()
         moved.set()
 
+    def _cancel(self) -> None:
+        self._idle = None
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
     async def _stop(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
         task, self._task = self._task, None
         if task is not None:
             task.cancel()

@@ -1,9 +1,10 @@
 """The live stream and the static files.
 
-``GET /jobs/dashboard/stream`` is a server-sent event stream: ``event: changed`` whenever the
-queue's ``ChangeFeed`` moves (at most twice a second), a comment every 15 seconds to keep
-proxies from closing it. Each stream ends after a minute or so and the page's script opens the
-next one at once: that bounds how long a server waits for open streams when it shuts down.
+``GET /jobs/dashboard/stream`` is a server-sent event stream: ``event: hello`` with the feed's
+token and version, then ``event: changed`` whenever the queue's ``ChangeFeed`` moves (at most
+twice a second). Each stream ends after ``STREAM_LIFETIME`` and the page's script opens the next
+at once (uvicorn, like most servers, waits for open responses when it shuts down, and cannot
+tell a stream that it does); the hello tells the page whether it missed a change meanwhile.
 
 The static files are the package's own (``htmx``, vendored, and ``dashboard.js`` and
 ``dashboard.css``); their URLs carry the package version, so browsers may keep them a year.
@@ -24,7 +25,9 @@ from fastapi_equeue.dashboard.state import Dashboard, get_dashboard
 from fastapi_equeue.live import ChangeFeed
 
 PING_EVERY = 15.0
-STREAM_LIFETIME = 55.0
+STREAM_LIFETIME = 5.0
+"""Seconds a stream stays open; the page reopens it at once. A server shutting down waits
+for open responses, so this is also the longest an open dashboard delays a shutdown."""
 RETRY_MS = 2000
 
 STATIC_TYPES = {
@@ -54,7 +57,8 @@ async def stream(dashboard: Annotated[Dashboard, Depends(get_dashboard)]) -> Str
 async def _events(feed: ChangeFeed) -> AsyncIterator[str]:
     async with feed.reading():
         seen = feed.version
-        yield f"retry: {RETRY_MS}\nevent: hello\ndata: {json.dumps({'version': seen})}\n\n"
+        hello = json.dumps({"feed": feed.token, "version": seen})
+        yield f"retry: {RETRY_MS}\nevent: hello\ndata: {hello}\n\n"
         ends = time.monotonic() + STREAM_LIFETIME
         while (left := ends - time.monotonic()) > 0:
             now = await feed.wait(seen, min(PING_EVERY, left))
@@ -63,7 +67,7 @@ async def _events(feed: ChangeFeed) -> AsyncIterator[str]:
             if now != seen:
                 seen = now
                 yield f"event: changed\ndata: {json.dumps({'version': seen})}\n\n"
-            else:
+            elif time.monotonic() < ends:
                 yield ": ping\n\n"
 
 

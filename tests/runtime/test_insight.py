@@ -122,3 +122,25 @@ async def test_the_change_feed_closes_with_its_queue(make_queue: Callable[..., E
     async with asyncio.timeout(DEADLINE):
         assert await waiting > seen
     assert feed.closed
+
+
+async def test_a_reader_that_comes_back_finds_what_changed_while_it_was_away(
+    make_queue: Callable[..., EQueue],
+) -> None:
+    # A dashboard's stream closes every few seconds and reopens; a change in between must not
+    # be lost (the feed goes on watching for a while after its last reader left).
+    reader, writer = make_queue(concurrency=0), make_queue(concurrency=0)
+    for queue in (reader, writer):
+        queue.task(name="noop")(lambda: None)
+
+    async with reader, writer:
+        feed = reader.changes
+        async with feed.reading():
+            seen = feed.version
+        await writer.client.enqueue("noop")
+        async with feed.reading():
+            async with asyncio.timeout(DEADLINE):
+                while (now := await feed.wait(seen, DEADLINE)) == seen:
+                    pass
+
+    assert now > seen

@@ -13,7 +13,7 @@
   var retryTimer = null;
   var refreshTimer = null;
   var lastRefresh = 0;
-  var opened = false;
+  var seen = null; // the feed and version this page last showed
 
   function show(state) {
     status.textContent = state;
@@ -34,14 +34,22 @@
   function connect() {
     if (source !== null || document.hidden) return;
     source = new EventSource(streamUrl);
-    source.addEventListener("hello", function () {
+    source.addEventListener("hello", function (event) {
+      var hello = JSON.parse(event.data);
       failures = 0;
       show("live");
-      // Anything may have changed while no stream was open.
-      if (opened) refresh();
-      opened = true;
+      // Streams end every few seconds and reopen: refresh only if something changed between
+      // two of them, or the server is another one (it restarted).
+      if (seen !== null && (hello.feed !== seen.feed || hello.version !== seen.version)) {
+        refresh();
+      }
+      seen = hello;
     });
-    source.addEventListener("changed", refresh);
+    source.addEventListener("changed", function (event) {
+      var changed = JSON.parse(event.data);
+      if (seen !== null) seen.version = changed.version;
+      refresh();
+    });
     source.onerror = function () {
       source.close();
       source = null;
