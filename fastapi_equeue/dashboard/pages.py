@@ -140,16 +140,17 @@ async def failures(
 async def jobs(
     request: Request,
     dashboard: DashboardDep,
-    status: Annotated[JobStatus | None, Query()] = None,
+    status: Annotated[str | None, Query(max_length=20)] = None,
     job_type: Annotated[str | None, Query(max_length=200)] = None,
     queue: Annotated[str | None, Query(max_length=MAX_QUEUE_NAME)] = None,
     q: Annotated[str | None, Query(max_length=100)] = None,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> HTMLResponse:
     """Jobs, newest first, filtered by status, type and queue, a page at a time by keyset; or
-    the one job whose id is ``q``."""
+    the one job whose id is ``q``. An empty filter (the form's "any") filters nothing."""
     client = dashboard.client
-    job_type, queue, q = job_type or None, queue or None, (q or "").strip() or None
+    status, job_type, queue = status or None, job_type or None, queue or None
+    q = (q or "").strip() or None
     searched = None
     if q is not None:
         job_id = parse_job_id(q)
@@ -168,11 +169,7 @@ async def jobs(
         jobs=items,
         next_cursor=next_cursor,
         searched=searched,
-        filters={
-            "status": status.value if status else "",
-            "job_type": job_type or "",
-            "queue": queue or "",
-        },
+        filters={"status": status or "", "job_type": job_type or "", "queue": queue or ""},
         statuses=list(JobStatus),
         job_types=sorted(task.name for task in dashboard.queue.registry),
         first_page=cursor is None,

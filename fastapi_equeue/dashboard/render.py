@@ -11,6 +11,7 @@ import json
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi.responses import HTMLResponse
 from starlette.requests import Request
@@ -58,6 +59,11 @@ def render(
     def url(name: str, /, **params: Any) -> str:
         return request.url_for(name, **params).path
 
+    def link(name: str, /, **params: str | None) -> str:
+        """The URL of route ``name`` with the non-empty ``params`` as its query."""
+        query = urlencode({key: value for key, value in params.items() if value})
+        return url(name) + (f"?{query}" if query else "")
+
     def static(name: str) -> str:
         return url("equeue_dashboard_static", tag=asset_version(), name=name)
 
@@ -74,6 +80,7 @@ def render(
     html = dashboard.templates.get_template(template).render(
         request=request,
         url=url,
+        link=link,
         static=static,
         ago=ago,
         utc=utc,

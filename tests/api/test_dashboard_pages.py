@@ -213,3 +213,19 @@ async def test_a_failed_jobs_page_lists_each_attempts_error(serve_api: ServeApi)
     assert page.count('data-test="attempt"') == 2
     assert "ValueError: first cause" in page
     assert "ValueError: second cause" in page
+
+
+async def test_empty_filters_filter_nothing_and_pager_links_carry_only_what_is_set(
+    serve_api: ServeApi,
+) -> None:
+    async with serve_api(concurrency=0) as served:
+        await served.queue.client.enqueue_many(
+            [{"job_type": "add", "payload": {"a": i, "b": 0}} for i in range(55)]
+        )
+        # What the filter form sends with "any" status and type and no queue:
+        page = await served.http.get("/jobs/dashboard/jobs?status=&job_type=&queue=&q=")
+
+    assert page.status_code == 200
+    assert page.text.count('data-test="job-row"') == 50
+    (older,) = re.findall(r'href="([^"]+)" data-test="next-page"', page.text)
+    assert re.fullmatch(r"/jobs/dashboard/jobs\?cursor=[\w-]+", older)

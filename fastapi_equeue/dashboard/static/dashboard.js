@@ -100,6 +100,37 @@
     }
   });
 
+  // A refresh would replace what the user is typing into a form of the live region (a
+  // queue's limits): while one has the focus, or was edited in the last minute and not sent,
+  // refreshes wait.
+  var EDIT_HOLD = 60000;
+  var editedAt = 0;
+
+  function inLive(element) {
+    var live = document.getElementById("live");
+    return live !== null && element !== null && live.contains(element);
+  }
+
+  function editing() {
+    var focused = document.activeElement;
+    var typing = inLive(focused) && focused.matches("input, select, textarea");
+    return typing || Date.now() - editedAt < EDIT_HOLD;
+  }
+
+  body.addEventListener("input", function (event) {
+    if (inLive(event.target)) editedAt = Date.now();
+  });
+  body.addEventListener("htmx:beforeRequest", function (event) {
+    // The form was sent: its values are the queue's now, and the page may refresh.
+    if (event.detail.elt.tagName === "FORM" && inLive(event.detail.elt)) editedAt = 0;
+  });
+  body.addEventListener("htmx:beforeSwap", function (event) {
+    if (event.detail.target.id === "live" && editing()) {
+      event.detail.shouldSwap = false;
+      setTimeout(refresh, REFRESH_GAP * 2);
+    }
+  });
+
   // Forms marked data-autosubmit reload as soon as a choice changes (the submit page's type).
   body.addEventListener("change", function (event) {
     var form = event.target.closest("form[data-autosubmit]");
