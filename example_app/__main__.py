@@ -16,6 +16,7 @@ if __name__ == "__main__":
     base = f"http://{HOST}:{PORT}"
     print(
         "fastapi_equeue example app, workers running in this process\n"
+        f"  dashboard:  {base}/jobs/dashboard  (live: watch the jobs move)\n"
         f"  API docs:   {base}/docs  (POST /signup, then watch the welcome email's job)\n"
         f"  jobs API:   {base}/jobs  and  {base}/jobs/stats\n"
         f"  delivered:  {base}/outbox\n",

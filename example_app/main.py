@@ -32,7 +32,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def api_key(x_api_key: Annotated[str | None, Header()] = None) -> None:
-    """Protects the jobs API when EXAMPLE_API_KEY is set (open otherwise, for the demo)."""
+    """Protects the jobs API when EXAMPLE_API_KEY is set (open otherwise, for the demo).
+
+    A header suits API clients; a browser on the dashboard sends cookies, so a real app guards
+    the router with what its sessions use.
+    """
     expected = os.environ.get("EXAMPLE_API_KEY")
     if expected and x_api_key != expected:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or wrong X-API-Key")

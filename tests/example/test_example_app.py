@@ -315,7 +315,7 @@ def example_server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], st
 
 
 @pytest.mark.process
-def test_python_m_example_app_serves_docs_runs_a_job_submitted_from_them_and_stops_on_sigterm(
+def test_python_m_example_app_serves_docs_and_dashboard_runs_a_job_and_stops_on_sigterm(
     example_server: tuple[subprocess.Popen[bytes], str, Path], tmp_path: Path
 ) -> None:
     process, base, log = example_server
@@ -327,19 +327,28 @@ def test_python_m_example_app_serves_docs_runs_a_job_submitted_from_them_and_sto
         assert submitted.status_code == 201, submitted.text
         assert submitted.headers["location"] == f"/jobs/{submitted.json()['id']}"
         result = http.get(f"{submitted.headers['location']}/result", params={"wait": 20})
-    assert result.status_code == 200, f"{result.text}\n{_tail(log)}"
-    assert result.json()["status"] == "completed"
-    assert result.json()["result"]["delivered"] is True
+        dashboard = http.get("/jobs/dashboard/jobs")
+        assert result.status_code == 200, f"{result.text}\n{_tail(log)}"
+        assert result.json()["status"] == "completed"
+        assert result.json()["result"]["delivered"] is True
+        assert dashboard.status_code == 200
+        assert submitted.json()["id"] in dashboard.text
 
-    process.send_signal(signal.SIGTERM)
-    try:
-        code = process.wait(EXIT_DEADLINE)
-    except subprocess.TimeoutExpired:
-        raise AssertionError(f"running {EXIT_DEADLINE}s after SIGTERM:\n{_tail(log)}") from None
+        # A dashboard left open does not hold the shutdown: its stream ends within seconds.
+        with http.stream("GET", "/jobs/dashboard/stream") as stream:
+            assert next(stream.iter_lines()).startswith("retry: ")
+            process.send_signal(signal.SIGTERM)
+            try:
+                code = process.wait(EXIT_DEADLINE)
+            except subprocess.TimeoutExpired:
+                raise AssertionError(
+                    f"running {EXIT_DEADLINE}s after SIGTERM:\n{_tail(log)}"
+                ) from None
     output = _tail(log)
     # uvicorn shuts down gracefully, then exits by the signal it got (or 0, in older releases).
     assert code in (0, -signal.SIGTERM), output
     assert "Application shutdown complete" in output
     assert "stopped" in output  # the queue's worker
     assert f"{base}/docs" in output
+    assert f"{base}/jobs/dashboard" in output
     assert (tmp_path / "example.db").exists()

@@ -2,8 +2,10 @@
 count cache, and who may act."""
 
 import asyncio
+import hashlib
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from importlib import resources
 
 import pytest
 from pydantic import BaseModel, Field
@@ -208,3 +210,14 @@ async def test_a_failed_first_read_is_the_pages_error() -> None:
     cached = state.Cached(load)
     with pytest.raises(ConnectionError):
         await cached.get()
+
+
+def test_the_vendored_htmx_is_the_published_release_with_its_licence() -> None:
+    # htmx.org@2.0.11 from npm, dist/htmx.min.js, unmodified; a new release changes its name.
+    static = resources.files("fastapi_equeue.dashboard").joinpath("static")
+    script = static.joinpath("htmx-2.0.11.min.js").read_bytes()
+
+    assert hashlib.sha256(script).hexdigest() == (
+        "d6fdc75f204e6bdefa99b69bf1e6d4ac69b8a364f77929f45c13476b4000f717"
+    )
+    assert "Zero-Clause BSD" in static.joinpath("LICENSE-htmx.txt").read_text()
