@@ -31,14 +31,11 @@ async def main(database_url: str) -> None:
 
     app = FastAPI(lifespan=queue.lifespan)
     app.include_router(equeue.router, dependencies=[Depends(user_role)])
-    transport = httpx.ASGITransport(app=app)
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app")
     # The dashboard's own pages send this header with every action (see "Actions").
     from_the_page = {"HX-Request": "true"}
 
-    async with (
-        queue.lifespan(app),
-        httpx.AsyncClient(transport=transport, base_url="http://app") as http,
-    ):
+    async with queue.lifespan(app), http:
         job = await queue.client.enqueue("resize", {"image_id": 7})
 
         anonymous = await http.get("/jobs/dashboard")
