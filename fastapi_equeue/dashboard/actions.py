@@ -5,6 +5,7 @@ users who may act, goes through the queue's client like the REST API, and answer
 message for the page plus ``HX-Trigger: eq:changed``, which refreshes what the page shows.
 """
 
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -101,41 +102,49 @@ async def limits(
 BulkAction = Literal["retry", "cancel"]
 
 
-@router.post("/bulk/preview", name="equeue_dashboard_bulk_preview")
-async def bulk_preview(
-    request: Request,
-    dashboard: ActionDashboard,
+@dataclass(frozen=True, slots=True)
+class BulkForm:
+    """A bulk action and the filter it acts on (an empty filter field filters nothing)."""
+
+    action: BulkAction
+    status: JobStatus | None
+    job_type: str | None
+    queue: str | None
+
+
+async def bulk_form(
     action: Annotated[BulkAction, Form()],
     status: Annotated[JobStatus | None, Form()] = None,
     job_type: Annotated[str, Form(max_length=200)] = "",
     queue: Annotated[str, Form(max_length=MAX_QUEUE_NAME)] = "",
-) -> HTMLResponse:
+) -> BulkForm:
+    """The bulk form as posted."""
+    return BulkForm(action, status, job_type or None, queue or None)
+
+
+Bulk = Annotated[BulkForm, Depends(bulk_form)]
+
+
+@router.post("/bulk/preview", name="equeue_dashboard_bulk_preview")
+async def bulk_preview(request: Request, dashboard: ActionDashboard, form: Bulk) -> HTMLResponse:
     """How many jobs the filter matches (up to the cap), with the button that acts on them."""
     await _allowed(request, dashboard)
     matched = await dashboard.client.count(
-        status=status, job_type=job_type or None, queue=queue or None, cap=BULK_CAP + 1
+        status=form.status, job_type=form.job_type, queue=form.queue, cap=BULK_CAP + 1
     )
     return render(
         request,
         dashboard,
         "_bulk.html",
-        action=action,
+        action=form.action,
         matched=min(matched, BULK_CAP),
         over_cap=matched > BULK_CAP,
         cap=BULK_CAP,
-        filters={"status": status.value if status else "", "job_type": job_type, "queue": queue},
     )
 
 
 @router.post("/bulk/run", name="equeue_dashboard_bulk_run")
-async def bulk_run(
-    request: Request,
-    dashboard: ActionDashboard,
-    action: Annotated[BulkAction, Form()],
-    status: Annotated[JobStatus | None, Form()] = None,
-    job_type: Annotated[str, Form(max_length=200)] = "",
-    queue: Annotated[str, Form(max_length=MAX_QUEUE_NAME)] = "",
-) -> HTMLResponse:
+async def bulk_run(request: Request, dashboard: ActionDashboard, form: Bulk) -> HTMLResponse:
     """Retry or cancel the newest jobs the filter matches, up to the cap, one by one; a job
     whose status no longer allows it is skipped."""
     await _allowed(request, dashboard)
@@ -144,9 +153,9 @@ async def bulk_run(
     cursor = None
     while len(ids) < BULK_CAP:
         page = await client.list(
-            status=status,
-            job_type=job_type or None,
-            queue=queue or None,
+            status=form.status,
+            job_type=form.job_type,
+            queue=form.queue,
             limit=min(_PAGE, BULK_CAP - len(ids)),
             cursor=cursor,
         )
@@ -157,14 +166,14 @@ async def bulk_run(
     done = 0
     for job_id in ids:
         try:
-            if action == "retry":
+            if form.action == "retry":
                 await client.retry(job_id)
             else:
                 await client.cancel(job_id)
         except InvalidTransition:
             continue
         done += 1
-    verb = "queued again" if action == "retry" else "cancelled"
+    verb = "queued again" if form.action == "retry" else "cancelled"
     skipped = len(ids) - done
     extra = f" ({skipped} skipped: their status did not allow it)" if skipped else ""
     return _done(request, dashboard, f"{done} jobs {verb}{extra}.")

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from fastapi_equeue import EQueue, InvalidOption, JobStatus
+from fastapi_equeue.live import ChangeFeed
 
 DEADLINE = 10.0
 
@@ -78,24 +79,35 @@ async def test_the_workers_of_a_running_queue_are_listed_alive(
     assert worker.queues is None
 
 
-async def test_the_change_feed_moves_for_another_queues_writes_and_debounces_a_burst(
-    make_queue: Callable[..., EQueue],
-) -> None:
-    # Two queues on one database stand for two processes: on SQLite, nothing announces the
-    # writer's jobs to the reader but the change marker.
+def reader_and_writer(make_queue: Callable[..., EQueue]) -> tuple[EQueue, EQueue]:
+    """Two queues on one database, standing for two processes: on SQLite nothing announces
+    the writer's jobs to the reader but the change marker."""
     reader, writer = make_queue(concurrency=0), make_queue(concurrency=0)
     for queue in (reader, writer):
         queue.task(name="noop")(lambda: None)
+    return reader, writer
+
+
+async def moved_beyond(feed: ChangeFeed, seen: int) -> int:
+    """The feed's version once it moved beyond ``seen``; ``TimeoutError`` if it does not
+    within the deadline."""
+    async with asyncio.timeout(DEADLINE):
+        while (now := await feed.wait(seen, DEADLINE)) == seen:
+            pass
+    return now
+
+
+async def test_the_change_feed_moves_for_another_queues_writes_and_debounces_a_burst(
+    make_queue: Callable[..., EQueue],
+) -> None:
+    reader, writer = reader_and_writer(make_queue)
 
     async with reader, writer:
         feed = reader.changes
         async with feed.reading():
             seen = feed.version
             await writer.client.enqueue("noop")
-            async with asyncio.timeout(DEADLINE):
-                while (now := await feed.wait(seen, DEADLINE)) == seen:
-                    pass
-            assert now > seen
+            await moved_beyond(feed, seen)
 
             # A burst: one signal per half second at most, however many writes.
             seen = feed.version
@@ -103,9 +115,7 @@ async def test_the_change_feed_moves_for_another_queues_writes_and_debounces_a_b
             for _ in range(100):
                 await writer.client.enqueue("noop")
             elapsed = time.monotonic() - started
-            async with asyncio.timeout(DEADLINE):
-                while (now := await feed.wait(seen, DEADLINE)) == seen:
-                    pass
+            await moved_beyond(feed, seen)
             assert 1 <= feed.version - seen <= elapsed / 0.5 + 2
 
 
@@ -129,9 +139,7 @@ async def test_a_reader_that_comes_back_finds_what_changed_while_it_was_away(
 ) -> None:
     # A dashboard's stream closes every few seconds and reopens; a change in between must not
     # be lost (the feed goes on watching for a while after its last reader left).
-    reader, writer = make_queue(concurrency=0), make_queue(concurrency=0)
-    for queue in (reader, writer):
-        queue.task(name="noop")(lambda: None)
+    reader, writer = reader_and_writer(make_queue)
 
     async with reader, writer:
         feed = reader.changes
@@ -139,8 +147,4 @@ async def test_a_reader_that_comes_back_finds_what_changed_while_it_was_away(
             seen = feed.version
         await writer.client.enqueue("noop")
         async with feed.reading():
-            async with asyncio.timeout(DEADLINE):
-                while (now := await feed.wait(seen, DEADLINE)) == seen:
-                    pass
-
-    assert now > seen
+            await moved_beyond(feed, seen)
