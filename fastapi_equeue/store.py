@@ -153,15 +153,25 @@ class Store:
                 )
         return claim
 
-    async def complete(self, attempts: Sequence[Attempt]) -> set[str]:
+    async def complete(self, attempts: Sequence[Attempt], *, retried: bool = False) -> set[str]:
         """Write the outcomes of ended attempts; the ids the fence let through.
 
         Each written outcome is announced as the status it ended in (a cancel requested while
         the attempt ended wins over a retry); one the fence refused as ``JobOutcomeDiscarded``.
+
+        ``retried``: an earlier write of these outcomes failed, and may have committed all the
+        same (the connection was lost after the commit and before its answer). The fence then
+        refuses them as already written: each refused job is read back, and one whose row holds
+        this very outcome counts as written, not discarded.
         """
-        written = await self.backend.job_complete_many(
-            [a.outcome for a in attempts if a.outcome is not None]
-        )
+        outcomes = [a.outcome for a in attempts if a.outcome is not None]
+        written = await self.backend.job_complete_many(outcomes)
+        if retried:
+            for outcome in outcomes:
+                if outcome.id not in written:
+                    row = await self.backend.job_get(outcome.id)
+                    if row is not None and _holds(row, outcome):
+                        written[outcome.id] = row.status
         at = None
         for attempt in attempts:
             if attempt.outcome is None:
@@ -418,6 +428,25 @@ _ENDED: dict[JobStatus | None, type[events.Event]] = {
 }
 """The event of an attempt's outcome by the status its write ended in (``None``: refused);
 any other status (``queued``) is a requeue."""
+
+
+def _holds(row: JobRow, outcome: JobCompleteParams) -> bool:
+    """Whether ``row`` is as writing ``outcome`` left it: the attempt ended (no worker holds
+    it), in the outcome's status (or cancelled, as a cancel requested meanwhile wins over a
+    retry), with the outcome's error recorded for that attempt. A put-back (``queued``) does
+    not count the attempt, so nothing tells it from a later claim: it is never taken as
+    written."""
+    if outcome.status == "queued" or row.worker_id is not None:
+        return False
+    if row.attempts != outcome.attempt:
+        return False
+    cancelled = row.status is JobStatus.CANCELLED and outcome.status == "retrying"
+    if row.status.value != outcome.status and not cancelled:
+        return False
+    error = outcome.error
+    return error is None or any(
+        e.attempt == outcome.attempt and e.error == error.error for e in row.errors
+    )
 
 
 def _ended(

@@ -7,7 +7,8 @@ the database to the claims); while one batch is being written the next accumulat
 nothing else is going on, an outcome is written at once. An outcome is never dropped while
 the process lives: a database outage delays it. Each write is fenced on (job, attempt, worker,
 processing), so a retry that lands twice, or a write for a job the rescuer took back, changes
-nothing.
+nothing; a retry whose first try did land (the connection died after the commit) finds its
+outcomes written, and says so rather than calling them discarded.
 """
 
 import asyncio
@@ -112,7 +113,7 @@ class Completer:
         failures = 0
         while True:
             try:
-                await self._store.complete(batch)
+                await self._store.complete(batch, retried=failures > 0)
             except Exception as exc:
                 failures += 1
                 if failures == 1 or failures % 20 == 0:
