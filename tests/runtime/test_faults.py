@@ -3,12 +3,14 @@
 import asyncio
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from fastapi_equeue import EQueue, JobStatus
+from fastapi_equeue import EQueue, JobStatus, events
+from fastapi_equeue.backends._sql import SQLBackend
 from fastapi_equeue.testing import eventually
 
 
@@ -60,3 +62,37 @@ async def test_terminated_connections_lose_and_duplicate_no_job(
 
 async def _all_running(runs: Counter[int], n: int) -> bool:
     return all(runs[i] == 1 for i in range(n))
+
+
+async def test_outcomes_whose_write_landed_before_its_answer_was_lost_are_not_discarded(
+    make_queue: Callable[..., EQueue], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The window a crash hits now and then (the commit lands, its answer never comes back),
+    # opened every time: the first write of outcomes commits, then its caller hears an error.
+    queue = make_queue(concurrency=4)
+    lost = asyncio.Event()
+    original = SQLBackend.job_complete_many
+
+    async def answer_lost(self: SQLBackend, params: Any) -> Any:
+        written = await original(self, params)
+        if written and not lost.is_set():
+            lost.set()
+            raise ConnectionResetError("the connection died before the commit's answer came")
+        return written
+
+    monkeypatch.setattr(SQLBackend, "job_complete_many", answer_lost)
+
+    @queue.task
+    async def work(n: int) -> int:
+        return n
+
+    with queue.events.record(events.JobCompleted, events.JobOutcomeDiscarded) as seen:
+        async with queue:
+            jobs = [await queue.client.enqueue("work", {"n": n}) for n in range(6)]
+            done = [await queue.client.wait(job.id, timeout=10) for job in jobs]
+            await seen.wait_count(6, timeout=10)
+
+    assert lost.is_set()
+    assert [job.status for job in done] == [JobStatus.COMPLETED] * 6
+    assert not [e for e in seen.events if isinstance(e, events.JobOutcomeDiscarded)]
+    assert sorted(e.job_id for e in seen.events) == sorted(job.id for job in jobs)
