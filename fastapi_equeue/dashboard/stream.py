@@ -10,6 +10,7 @@ The static files are the package's own (``htmx``, vendored, and ``dashboard.js``
 ``dashboard.css``); their URLs carry the package version, so browsers may keep them a year.
 """
 
+import functools
 import json
 import time
 from collections.abc import AsyncIterator
@@ -74,16 +75,23 @@ async def _events(feed: ChangeFeed) -> AsyncIterator[str]:
 @router.get("/static/{tag}/{name}", name="equeue_dashboard_static")
 async def static(tag: str, name: str) -> Response:
     """One of the dashboard's own files."""
-    suffix = name[name.rfind(".") :] if "." in name else ""
-    files = resources.files("fastapi_equeue.dashboard").joinpath("static")
-    if suffix not in STATIC_TYPES or "/" in name or name.startswith("."):
-        return message("no such file", 404)
-    item = files.joinpath(name)
-    if not item.is_file():
+    content = _asset(name)
+    if content is None:
         return message("no such file", 404)
     cache = "public, max-age=31536000, immutable" if tag == asset_version() else "no-cache"
     return Response(
-        item.read_bytes(),
-        media_type=STATIC_TYPES[suffix],
+        content,
+        media_type=STATIC_TYPES[name[name.rfind(".") :]],
         headers={"Cache-Control": cache, "X-Content-Type-Options": "nosniff"},
     )
+
+
+@functools.lru_cache(maxsize=16)
+def _asset(name: str) -> bytes | None:
+    """The file ``name`` of the package's ``static/`` folder (read once), or ``None`` for
+    anything else: another suffix, a path, a hidden file."""
+    suffix = name[name.rfind(".") :] if "." in name else ""
+    if suffix not in STATIC_TYPES or "/" in name or "\\" in name or name.startswith("."):
+        return None
+    item = resources.files("fastapi_equeue.dashboard").joinpath("static", name)
+    return item.read_bytes() if item.is_file() else None
