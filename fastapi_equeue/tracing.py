@@ -2,10 +2,11 @@
 
 Enqueueing a job opens ``send {queue}`` (kind PRODUCER), a child of whatever span is current
 (the request's, with FastAPI instrumented), and stores its W3C trace context with the job
-(``trace_context``). Each attempt runs in ``process {queue}`` (kind CONSUMER), the root of a
-trace of its own with a *link* to the stored context: a job may run hours after its request
-ended, which the messaging semantic conventions answer with a link rather than a parent. The
-task's own spans nest under the attempt's.
+(``trace_context``); so does a periodic schedule's tick, in each process that races for it.
+Each attempt runs in ``process {queue}`` (kind CONSUMER), the root of a trace of its own with a
+*link* to the stored context: a job may run hours after its request ended, which the messaging
+semantic conventions answer with a link rather than a parent. The task's own spans nest under
+the attempt's.
 
 ``opentelemetry-api`` is optional (``pip install fastapi-equeue[otel]``) and imported only here,
 when a queue is given a tracer provider; without one (or without the API) ``build`` returns
@@ -16,7 +17,7 @@ Example:
     >>> queue = EQueue(url, tracer_provider=trace.get_tracer_provider())
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 
 SYSTEM = "fastapi_equeue"
 """``messaging.system`` of every span."""
+ENQUEUED = "messaging.fastapi_equeue.enqueued"
+"""On the send span of a periodic job: whether this process inserted it (another may have)."""
 
 
 def build(tracer_provider: "TracerProvider | None") -> "Tracing | None":
@@ -60,35 +63,53 @@ class Tracing:
         """Open a PRODUCER span per job (children of the current span) while the block inserts
         the jobs it yields: ``params`` with each span's context to store. A block that raises
         marks every span failed."""
-        kind = self._trace.SpanKind.PRODUCER
-        spans: list[Span] = []
-        traced = []
-        for p in params:
-            span = self._tracer.start_span(
-                f"send {p.queue}",
-                kind=kind,
-                attributes={
-                    "messaging.system": SYSTEM,
-                    "messaging.operation.type": "send",
-                    "messaging.operation.name": "enqueue",
-                    "messaging.destination.name": p.queue,
-                    "messaging.message.id": p.id,
-                    "messaging.fastapi_equeue.job_type": p.job_type,
-                },
-            )
-            spans.append(span)
-            carrier: dict[str, str] = {}
-            self._propagate.inject(carrier, context=self._trace.set_span_in_context(span))
-            traced.append(replace(p, trace_context=carrier or None))
+        started = [self._send(p) for p in params]
         try:
-            yield traced
+            yield [traced for _, traced in started]
         except BaseException as exc:
-            for span in spans:
+            for span, _ in started:
                 _failed(span, exc)
             raise
         finally:
-            for span in spans:
+            for span, _ in started:
                 span.end()
+
+    @contextmanager
+    def sending_tick(
+        self, job: JobInsertParams, schedule: str
+    ) -> Iterator[tuple[JobInsertParams, Callable[[bool], None]]]:
+        """``sending`` for the job of a periodic schedule's tick, which every process racing
+        for the tick tries to insert and one does: the block calls the function it gets with
+        whether this process inserted the job, and the span says so
+        (``messaging.fastapi_equeue.enqueued``)."""
+        span, traced = self._send(job, {"messaging.fastapi_equeue.schedule": schedule})
+        try:
+            yield traced, lambda inserted: span.set_attribute(ENQUEUED, inserted)
+        except BaseException as exc:
+            _failed(span, exc)
+            raise
+        finally:
+            span.end()
+
+    def _send(
+        self, p: JobInsertParams, attributes: Mapping[str, str] | None = None
+    ) -> tuple["Span", JobInsertParams]:
+        span = self._tracer.start_span(
+            f"send {p.queue}",
+            kind=self._trace.SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": SYSTEM,
+                "messaging.operation.type": "send",
+                "messaging.operation.name": "enqueue",
+                "messaging.destination.name": p.queue,
+                "messaging.message.id": p.id,
+                "messaging.fastapi_equeue.job_type": p.job_type,
+                **(attributes or {}),
+            },
+        )
+        carrier: dict[str, str] = {}
+        self._propagate.inject(carrier, context=self._trace.set_span_in_context(span))
+        return span, replace(p, trace_context=carrier or None)
 
     @contextmanager
     def processing(self, job: JobRow) -> Iterator[None]:

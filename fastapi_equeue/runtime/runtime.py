@@ -122,7 +122,9 @@ class Runtime:
         )
         # A burst runtime (testing.drain) runs what is due and ends: it enqueues nothing.
         self.scheduler = (
-            Scheduler(store, registry, schedules, clock=clock) if schedules and not burst else None
+            Scheduler(store, registry, schedules, clock=clock, tracing=tracing)
+            if schedules and not burst
+            else None
         )
         """The scheduler of the queue's periodic jobs, if this runtime runs one."""
         self._supervisor = Supervisor(

@@ -14,13 +14,19 @@ import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from fastapi_equeue.backend import JobInsertParams, ScheduleClaimParams, ScheduleRegisterParams
+from fastapi_equeue.backend import (
+    JobInsertParams,
+    JobRow,
+    ScheduleClaimParams,
+    ScheduleRegisterParams,
+)
 from fastapi_equeue.clock import Clock
 from fastapi_equeue.jobs import new_job_id
 from fastapi_equeue.periodic import Schedule
 from fastapi_equeue.runtime.service import back_off
 from fastapi_equeue.store import Store
 from fastapi_equeue.tasks import TaskRegistry
+from fastapi_equeue.tracing import Tracing
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +50,10 @@ class Scheduler:
         schedules: Sequence[Schedule],
         *,
         clock: Clock,
+        tracing: Tracing | None = None,
     ) -> None:
         self._store = store
+        self._tracing = tracing
         self._registry = registry
         self._schedules = tuple(schedules)
         self._clock = clock
@@ -131,15 +139,12 @@ class Scheduler:
             max_attempts=task.max_attempts,
             run_at=tick,  # the job is due at its tick, however late it was enqueued
         )
-        row = await self._store.enqueue_tick(
-            ScheduleClaimParams(
-                name=schedule.name,
-                cron=schedule.cron,
-                timezone=schedule.timezone,
-                tick=tick,
-                job=job,
-            )
-        )
+        if self._tracing is None:
+            row = await self._claim(schedule, tick, job)
+        else:
+            with self._tracing.sending_tick(job, schedule.name) as (traced, inserted):
+                row = await self._claim(schedule, tick, traced)
+                inserted(row is not None)
         if row is None:
             logger.debug(
                 "schedule %r: tick %s was enqueued elsewhere", schedule.name, tick.isoformat()
@@ -152,6 +157,19 @@ class Scheduler:
                 row.queue,
                 tick.isoformat(),
             )
+
+    async def _claim(
+        self, schedule: Schedule, tick: datetime, job: JobInsertParams
+    ) -> JobRow | None:
+        return await self._store.enqueue_tick(
+            ScheduleClaimParams(
+                name=schedule.name,
+                cron=schedule.cron,
+                timezone=schedule.timezone,
+                tick=tick,
+                job=job,
+            )
+        )
 
     async def _sleep_to_next_tick(self) -> None:
         now = self._clock.now()

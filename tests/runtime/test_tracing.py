@@ -7,7 +7,8 @@ once per process): nothing here leaks into other tests.
 
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import httpx
@@ -20,6 +21,7 @@ from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
 import fastapi_equeue as equeue
 from fastapi_equeue import EQueue, JobStatus, events, tracing
+from fastapi_equeue.testing import ManualClock, eventually
 
 DEADLINE = 10.0
 
@@ -288,3 +290,59 @@ def test_without_the_api_a_provider_traces_nothing(
     monkeypatch.setitem(sys.modules, "opentelemetry.trace", None)
 
     assert tracing.build(provider) is None
+
+
+async def test_a_periodic_tick_is_sent_by_every_racer_and_linked_from_its_attempt(
+    make_queue: Callable[..., EQueue],
+    provider: TracerProvider,
+    exporter: InMemorySpanExporter,
+) -> None:
+    # Two queues on one database race for each tick, as two processes would: each opens a send
+    # span, and the one whose insert won says so; the attempt links to the winner's span.
+    start = datetime(2026, 5, 4, 10, 0, 30, tzinfo=UTC)
+    clocks = [ManualClock(start), ManualClock(start)]
+    queues = [
+        make_queue(clock=clock, concurrency=1, stalled_after=86_400.0, tracer_provider=provider)
+        for clock in clocks
+    ]
+    for queue in queues:
+        _tasks(queue)
+        queue.periodic("* * * * *", "add", {"a": 1, "b": 1}, name="every-minute")
+
+    def dealt_with(tick: datetime) -> Callable[[], Awaitable[bool]]:
+        async def probe() -> bool:
+            return all(
+                q.runtime is not None
+                and q.runtime.scheduler is not None
+                and q.runtime.scheduler.checked.get("every-minute") == tick
+                for q in queues
+            )
+
+        return probe
+
+    async def processed() -> ReadableSpan | None:
+        consumers = _spans(exporter, SpanKind.CONSUMER)
+        return consumers[0] if consumers else None
+
+    async with queues[0], queues[1]:
+        await eventually(dealt_with(start.replace(second=0)), timeout=DEADLINE)
+        for clock in clocks:
+            clock.advance(timedelta(minutes=1))
+        # Both raced for the tick (one inserted its job), and the job ran.
+        await eventually(dealt_with(start.replace(second=0) + timedelta(minutes=1)))
+        consumer = await eventually(processed, timeout=DEADLINE)
+        job_id = str((consumer.attributes or {})["messaging.message.id"])
+        stored = await _stored_context(queues[0], job_id)
+
+    sends = _spans(exporter, SpanKind.PRODUCER)
+    assert [dict(s.attributes or {})["messaging.fastapi_equeue.schedule"] for s in sends] == [
+        "every-minute",
+        "every-minute",
+    ]
+    won = [s for s in sends if (s.attributes or {})[tracing.ENQUEUED] is True]
+    lost = [s for s in sends if (s.attributes or {})[tracing.ENQUEUED] is False]
+    assert (len(won), len(lost)) == (1, 1)
+    assert won[0].context is not None
+    assert stored is not None
+    assert stored["traceparent"] == _traceparent(won[0].context)
+    assert [_ids(link.context) for link in consumer.links] == [_ids(won[0].context)]
