@@ -3,8 +3,8 @@ dashboard's own pages.
 
 The host's router dependencies decide who reaches the dashboard at all. Within it, every action
 is a POST that must carry ``HX-Request: true`` (a header another site's form cannot send, and
-its scripts cannot send without a CORS preflight we never grant) and, where the browser says
-where it comes from (``Sec-Fetch-Site``, ``Origin``), come from this very site.
+its scripts cannot send without a CORS preflight we never grant) and come from this very site,
+as the browser tells with ``Sec-Fetch-Site`` or, in a browser too old for it, ``Origin``.
 """
 
 import inspect
@@ -44,8 +44,13 @@ def check_action(request: Request, *, read_only: bool) -> None:
     if request.headers.get("hx-request") != "true":
         raise Forbidden("dashboard actions are sent by the dashboard's own pages")
     site = request.headers.get("sec-fetch-site")
-    if site is not None and site not in _SAME_SITE:
-        raise Forbidden("dashboard actions must come from the dashboard's own site")
+    if site is not None:
+        if site not in _SAME_SITE:
+            raise Forbidden("dashboard actions must come from the dashboard's own site")
+        return
+    # A browser too old to send Sec-Fetch-Site: its Origin must name this host (as the client
+    # sees it: a proxy in front may pass the host on as X-Forwarded-Host).
     origin = request.headers.get("origin")
-    if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+    hosts = {request.headers.get("host"), request.headers.get("x-forwarded-host")}
+    if origin is not None and urlsplit(origin).netloc not in hosts:
         raise Forbidden("dashboard actions must come from the dashboard's own site")

@@ -164,6 +164,17 @@ def test_an_action_must_come_from_the_dashboards_own_pages() -> None:
         ),
         read_only=False,
     )
+    # Behind a proxy that passes the client's host on as X-Forwarded-Host.
+    check_action(
+        request_with(
+            {
+                "HX-Request": "true",
+                "Origin": "https://public.example",
+                "X-Forwarded-Host": "public.example",
+            }
+        ),
+        read_only=False,
+    )
     for headers in (
         {},
         {"HX-Request": "true", "Sec-Fetch-Site": "cross-site"},
