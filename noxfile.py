@@ -1,5 +1,5 @@
-"""Sessions: tests (both backends), lint, typecheck, audit (known vulnerabilities), example (the
-demo app), bench."""
+"""Sessions: tests (both backends), lint, typecheck, audit (known vulnerabilities), validate (the
+Dockerfile, compose file and workflows), example (the demo app), bench."""
 
 import json
 import tomllib
@@ -41,6 +41,18 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package, and on tests/typing, which uses the public API."""
     session.install(".[postgres]", *_group("typecheck"))
     session.run("mypy", "fastapi_equeue", "tests/typing")
+
+
+@nox.session
+def validate(session: nox.Session) -> None:
+    """The shipping files, checked without a Docker engine: the Dockerfile by hadolint, the
+    compose file and the GitHub workflows against the compose specification's and GitHub's
+    schemas (as check-jsonschema vendors them)."""
+    session.install(*_group("validate"))
+    session.run("hadolint", "Dockerfile")
+    session.run("check-jsonschema", "--builtin-schema", "vendor.compose-spec", "docker-compose.yml")
+    workflows = sorted(str(path) for path in Path(".github/workflows").glob("*.yml"))
+    session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *workflows)
 
 
 @nox.session
