@@ -47,12 +47,14 @@ def typecheck(session: nox.Session) -> None:
 def validate(session: nox.Session) -> None:
     """The shipping files, checked without a Docker engine: the Dockerfile by hadolint, the
     compose file and the GitHub workflows against the compose specification's and GitHub's
-    schemas (as check-jsonschema vendors them)."""
+    schemas (as check-jsonschema vendors them), and the ECS task definitions as JSON."""
     session.install(*_group("validate"))
     session.run("hadolint", "Dockerfile")
     session.run("check-jsonschema", "--builtin-schema", "vendor.compose-spec", "docker-compose.yml")
     workflows = sorted(str(path) for path in Path(".github/workflows").glob("*.yml"))
     session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *workflows)
+    for task in sorted(Path("deploy/aws").glob("*.json")):
+        session.run("python", "-m", "json.tool", str(task), silent=True)
 
 
 @nox.session
