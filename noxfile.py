@@ -1,5 +1,5 @@
 """Sessions: tests (both backends), lint, typecheck, audit (known vulnerabilities), validate (the
-Dockerfile, compose file and workflows), example (the demo app), bench."""
+Dockerfile, compose file and workflows), docs (the site), example (the demo app), bench."""
 
 import json
 import tomllib
@@ -41,6 +41,15 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package, and on tests/typing, which uses the public API."""
     session.install(".[postgres]", *_group("typecheck"))
     session.run("mypy", "fastapi_equeue", "tests/typing")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The docs site from docs/ (mkdocs.yml): every warning is an error (a broken link, a
+    page left out of the navigation, a docstring the API reference cannot read). Into site/."""
+    session.install(".", *_group("docs"))
+    session.env["NO_MKDOCS_2_WARNING"] = "1"  # the theme's notice of its successor
+    session.run("mkdocs", "build", "--strict", "--site-dir", "site", *session.posargs)
 
 
 @nox.session
