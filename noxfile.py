@@ -1,7 +1,9 @@
 """Sessions: tests (both backends), lint, typecheck, audit (known vulnerabilities), validate (the
-Dockerfile, compose file and workflows), docs (the site), example (the demo app), bench."""
+Dockerfile, compose file and workflows), docs (the site), package (the release artefacts),
+example (the demo app), bench."""
 
 import json
+import shutil
 import tomllib
 import urllib.request
 from pathlib import Path
@@ -50,6 +52,43 @@ def docs(session: nox.Session) -> None:
     session.install(".", *_group("docs"))
     session.env["NO_MKDOCS_2_WARNING"] = "1"  # the theme's notice of its successor
     session.run("mkdocs", "build", "--strict", "--site-dir", "site", *session.posargs)
+
+
+@nox.session
+def package(session: nox.Session) -> None:
+    """The release artefacts: build the sdist and the wheel into dist/, check them with twine,
+    then install the wheel in a fresh venv and serve the dashboard from it."""
+    session.install(*_group("package"))
+    dist = Path(session.create_tmp()) / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    session.run("python", "-m", "build", "--outdir", str(dist))
+    artefacts = sorted(str(path) for path in dist.iterdir())
+    session.run("twine", "check", "--strict", *artefacts)
+    wheel = next(path for path in artefacts if path.endswith(".whl"))
+    session.install(wheel, "httpx")
+    session.run("python", "-c", WHEEL_SMOKE)
+
+
+WHEEL_SMOKE = """
+import asyncio, tempfile
+import httpx
+from fastapi import FastAPI
+import fastapi_equeue as equeue
+
+async def main():
+    with tempfile.TemporaryDirectory() as tmp:
+        queue = equeue.EQueue(f"sqlite+aiosqlite:///{tmp}/smoke.db", concurrency=0)
+        app = FastAPI(lifespan=queue.lifespan)
+        app.include_router(equeue.router)
+        transport = httpx.ASGITransport(app=app)
+        async with queue.lifespan(app), httpx.AsyncClient(transport=transport) as http:
+            page = await http.get("http://app/jobs/dashboard")
+            script = await http.get("http://app" + page.text.split('src="')[1].split('"')[0])
+    assert page.status_code == 200 and script.status_code == 200, (page, script)
+    print("the installed wheel serves the dashboard and its assets")
+
+asyncio.run(main())
+"""
 
 
 @nox.session

@@ -30,7 +30,7 @@ if typing.TYPE_CHECKING:
     from fastapi_equeue.api.dependencies import get_queue
     from fastapi_equeue.api.router import router
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # The web side loads on first use: a standalone worker never imports FastAPI (about 10 MiB).
 _LAZY = {"get_queue": "fastapi_equeue.api.dependencies", "router": "fastapi_equeue.api.router"}
