@@ -56,36 +56,53 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def package(session: nox.Session) -> None:
-    """The release artefacts: build the sdist and the wheel into dist/, check them with twine,
-    then install the wheel in a fresh venv and serve the dashboard from it."""
+    """The release artefacts: build the sdist and the wheel, check them with twine, then install
+    the wheel in this session's fresh venv and run the example app on it, from a folder where
+    the source tree cannot be imported instead: a signup's welcome email goes out and the
+    dashboard and its assets are served."""
     session.install(*_group("package"))
-    dist = Path(session.create_tmp()) / "dist"
-    shutil.rmtree(dist, ignore_errors=True)
+    tmp = Path(session.create_tmp()).resolve()
+    dist, run = tmp / "dist", tmp / "run"
+    for folder in (dist, run):
+        shutil.rmtree(folder, ignore_errors=True)
     session.run("python", "-m", "build", "--outdir", str(dist))
     artefacts = sorted(str(path) for path in dist.iterdir())
     session.run("twine", "check", "--strict", *artefacts)
     wheel = next(path for path in artefacts if path.endswith(".whl"))
-    session.install(wheel, "httpx")
-    session.run("python", "-c", WHEEL_SMOKE)
+    session.install(f"{wheel}[postgres]", "httpx")
+    shutil.copytree("example_app", run / "example_app")
+    session.chdir(run)
+    session.run(
+        "python",
+        "-c",
+        WHEEL_SMOKE,
+        env={"DATABASE_URL": f"sqlite+aiosqlite:///{run / 'example.db'}", "EXAMPLE_FLAKINESS": "0"},
+    )
 
 
 WHEEL_SMOKE = """
-import asyncio, tempfile
+import asyncio
 import httpx
-from fastapi import FastAPI
-import fastapi_equeue as equeue
+import fastapi_equeue
+from example_app.main import app
+from example_app.tasks import queue
+
+assert "site-packages" in fastapi_equeue.__file__, fastapi_equeue.__file__
 
 async def main():
-    with tempfile.TemporaryDirectory() as tmp:
-        queue = equeue.EQueue(f"sqlite+aiosqlite:///{tmp}/smoke.db", concurrency=0)
-        app = FastAPI(lifespan=queue.lifespan)
-        app.include_router(equeue.router)
-        transport = httpx.ASGITransport(app=app)
-        async with queue.lifespan(app), httpx.AsyncClient(transport=transport) as http:
-            page = await http.get("http://app/jobs/dashboard")
-            script = await http.get("http://app" + page.text.split('src="')[1].split('"')[0])
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=transport, base_url="http://app"
+    ) as http:
+        signup = await http.post("/signup", json={"email": "wheel@example.com", "name": "Wheel"})
+        job_id = signup.json()["welcome_job_id"]
+        done = await queue.client.wait(job_id, timeout=30)
+        page = await http.get("/jobs/dashboard")
+        script = await http.get(page.text.split('src="')[1].split('"')[0])
+    assert signup.status_code == 201, signup.text
+    assert done.status == "completed", done.last_error
     assert page.status_code == 200 and script.status_code == 200, (page, script)
-    print("the installed wheel serves the dashboard and its assets")
+    print("from the installed wheel: the example ran a job and served the dashboard")
 
 asyncio.run(main())
 """
