@@ -131,8 +131,20 @@ async def run_scenario(server: Uvicorn, conn: asyncpg.Connection) -> None:
         both_registered, what="both children to register", timeout=START_TIMEOUT, server=server
     )
 
+    # A child registers in its app's lifespan, and only then starts listening: until one does,
+    # a connection is refused.
+    async def answering() -> bool:
+        try:
+            async with httpx.AsyncClient(base_url=base, timeout=5) as probe:
+                return (await probe.get("/jobs/queues")).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    base = f"http://127.0.0.1:{server.port}"
+    await until(answering, what="the server to answer", timeout=START_TIMEOUT, server=server)
+
     # Enqueue through the REST API of the running server (either child answers).
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=30) as http:
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
         ids = {}
         for n in range(JOBS):
             token = f"job-{n:02d}"
