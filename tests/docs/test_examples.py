@@ -1,8 +1,11 @@
-"""Every code sample the docs show is a file in ``docs/examples/``, run here on both backends.
+"""Every code sample the docs and the README show is a file in ``docs/examples/``, run here on
+both backends.
 
-Each example defines ``async def main(database_url: str)`` and asserts what the docs say of it.
-A guide shows an example inline, after an ``<!-- example: examples/name.py -->`` marker, and
-the text it shows must be the file's.
+Each guide example defines ``async def main(database_url: str)`` and asserts what the docs say
+of it. The README's samples live in ``docs/examples/readme/``: an app, and the tests a user
+would write of it, called here with the fixtures they name. A page shows an example inline,
+after an ``<!-- example: path -->`` marker (relative to the page), and the text it shows must be
+the file's.
 """
 
 import importlib.util
@@ -12,10 +15,12 @@ from types import ModuleType
 
 import pytest
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
 EXAMPLES = DOCS / "examples"
+README_SAMPLES = EXAMPLES / "readme"
 FILES = sorted(EXAMPLES.glob("*.py"))
-GUIDES = sorted(DOCS.glob("*.md"))
+PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
 PYTHON_BLOCK = re.compile(
     r"(?:<!-- example: (?P<path>\S+) -->\n)?```python\n(?P<body>.*?)```", re.S
 )
@@ -30,8 +35,18 @@ def load(path: Path) -> ModuleType:
     return module
 
 
+def shown_on(page: Path) -> list[tuple[Path | None, str]]:
+    """The Python samples a page shows: the file each names (None if it names none), and the
+    text shown."""
+    return [
+        (page.parent / block["path"] if block["path"] else None, block["body"])
+        for block in PYTHON_BLOCK.finditer(page.read_text())
+    ]
+
+
 def test_the_examples_are_found() -> None:
     assert len(FILES) >= 6
+    assert len(shown_on(ROOT / "README.md")) >= 3
 
 
 @pytest.mark.parametrize("path", FILES, ids=[path.stem for path in FILES])
@@ -39,19 +54,27 @@ async def test_example_runs(path: Path, database_url: str) -> None:
     await load(path).main(database_url)
 
 
-@pytest.mark.parametrize("guide", GUIDES, ids=[guide.stem for guide in GUIDES])
-def test_a_guide_shows_its_examples_as_they_are(guide: Path) -> None:
-    for block in PYTHON_BLOCK.finditer(guide.read_text()):
-        shown = block["path"]
-        assert shown is not None, f"{guide.name}: a Python sample that is not an example file"
-        assert block["body"] == (DOCS / shown).read_text(), f"{guide.name}: {shown} differs"
+@pytest.mark.parametrize("page", PAGES, ids=[page.stem for page in PAGES])
+def test_a_page_shows_its_examples_as_they_are(page: Path) -> None:
+    for path, body in shown_on(page):
+        assert path is not None, f"{page.name}: a Python sample that is not an example file"
+        assert body == path.read_text(), f"{page.name}: {path.name} differs"
 
 
 def test_every_example_is_shown_somewhere() -> None:
-    shown = {
-        block["path"]
-        for guide in GUIDES
-        for block in PYTHON_BLOCK.finditer(guide.read_text())
-        if block["path"]
-    }
-    assert shown == {f"examples/{path.name}" for path in FILES}
+    shown = {path for page in PAGES for path, _ in shown_on(page)}
+    assert shown == {*FILES, *README_SAMPLES.glob("*.py")}
+
+
+async def test_the_readme_app_passes_the_readme_test(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    quickstart = load(README_SAMPLES / "quickstart.py")
+    testing = load(README_SAMPLES / "testing_drain.py")
+    await testing.test_signup_sends_the_welcome_email(app=quickstart.app, queue=quickstart.queue)
+
+
+async def test_the_readme_clock_test_passes(database_url: str) -> None:
+    testing = load(README_SAMPLES / "testing_clock.py")
+    await testing.test_the_reminder_waits_an_hour(database_url)
