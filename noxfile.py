@@ -56,13 +56,13 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def package(session: nox.Session) -> None:
-    """The release artefacts: build the sdist and the wheel, check them with twine, then install
-    the wheel in this session's fresh venv and run the example app on it, from a folder where
-    the source tree cannot be imported instead: a signup's welcome email goes out and the
-    dashboard and its assets are served."""
+    """The release artefacts: build the sdist and the wheel into ``dist/``, check them with
+    twine, then install the wheel in this session's fresh venv and run the example app on it,
+    from a folder where the source tree cannot be imported instead: a signup's welcome email
+    goes out and the dashboard and its assets are served. The release workflow publishes what
+    this leaves in ``dist/``."""
     session.install(*_group("package"))
-    tmp = Path(session.create_tmp()).resolve()
-    dist, run = tmp / "dist", tmp / "run"
+    dist, run = Path("dist").resolve(), Path(session.create_tmp()).resolve() / "run"
     for folder in (dist, run):
         shutil.rmtree(folder, ignore_errors=True)
     session.run("python", "-m", "build", "--outdir", str(dist))
