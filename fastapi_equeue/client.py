@@ -15,7 +15,6 @@ from fastapi_equeue.backend import (
     JobInsertParams,
     JobListParams,
     JobRow,
-    MetricsSnapshot,
     Notification,
     QueueConfigureParams,
     QueueRow,
@@ -37,7 +36,7 @@ from fastapi_equeue.errors import (
     JobNotFound,
     PayloadTooLarge,
 )
-from fastapi_equeue.insight import ThroughputPoint, WorkerInfo
+from fastapi_equeue.insight import Backlog, QueueBacklog, ThroughputPoint, WorkerInfo
 from fastapi_equeue.jobs import (
     Job,
     JobStatus,
@@ -305,10 +304,17 @@ class QueueClient:
         )
         return await self._store.count(params, cap)
 
-    async def backlog(self) -> MetricsSnapshot:
+    async def backlog(self) -> Backlog:
         """What could run, per queue (backlog, oldest due job's age, paused), and the live
         workers; read from the claim's index alone, so cheap on any table."""
-        return await self._store.metrics_snapshot(self._config.stalled_after)
+        snapshot = await self._store.metrics_snapshot(self._config.stalled_after)
+        queues = [
+            QueueBacklog(
+                queue=row.queue, paused=row.paused, backlog=row.backlog, oldest_age=row.oldest_age
+            )
+            for row in snapshot.queues
+        ]
+        return Backlog(queues=queues, workers=snapshot.workers)
 
     async def throughput(self, minutes: int = 60) -> builtins.list[ThroughputPoint]:
         """Jobs completed and failed per minute over the last ``minutes`` (at most a day),

@@ -1,5 +1,6 @@
-"""What operators read about a queue beyond its jobs: the worker processes, and how many jobs
-ended per minute. ``QueueClient.workers()`` and ``QueueClient.throughput()`` return them."""
+"""What operators read about a queue beyond its jobs: the worker processes, how many jobs ended
+per minute, and what waits to run. ``QueueClient.workers()``, ``QueueClient.throughput()`` and
+``QueueClient.backlog()`` return them."""
 
 from datetime import datetime
 
@@ -33,3 +34,25 @@ class ThroughputPoint(BaseModel):
     minute: datetime
     completed: int
     failed: int
+
+
+class QueueBacklog(BaseModel):
+    """What one queue holds that could run: listed for a queue with such jobs or with settings."""
+
+    model_config = ConfigDict(frozen=True)
+
+    queue: str
+    paused: bool
+    backlog: int
+    """Queued and retrying jobs that are not waiting on dependencies, due or not."""
+    oldest_age: float | None
+    """Seconds the oldest due one has waited; ``None``: none is due."""
+
+
+class Backlog(BaseModel):
+    """Every queue's backlog, and how many worker processes are alive."""
+
+    model_config = ConfigDict(frozen=True)
+
+    queues: list[QueueBacklog]
+    workers: int

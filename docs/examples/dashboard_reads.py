@@ -1,5 +1,5 @@
-"""What the dashboard reads, through the client: capped counts, completions per minute, and
-the worker processes."""
+"""What the dashboard reads, through the client: capped counts, completions per minute, the
+worker processes, and what waits to run."""
 
 from fastapi_equeue import EQueue, events
 
@@ -24,6 +24,9 @@ async def main(database_url: str) -> None:
         many = await client.count(cap=5)
         last_hour = await client.throughput(60)  # one point per minute, oldest first
         (worker,) = await client.workers()
+        await client.pause_queue("exports")
+        await client.enqueue("import_row", {"row": 9}, queue="exports")
+        backlog = await client.backlog()  # read from the claim's index alone: cheap on any table
 
     assert failed == 2  # rows 4 and 8
     assert many == 5  # "5 or more": a cap keeps a count cheap on a big table
@@ -32,3 +35,8 @@ async def main(database_url: str) -> None:
     assert sum(p.failed for p in last_hour) == 2
     assert worker.alive
     assert worker.concurrency == 2
+    (exports,) = backlog.queues  # the default queue is empty and has no settings: not listed
+    assert exports.paused
+    assert exports.backlog == 1
+    assert exports.oldest_age is not None  # seconds the oldest due job has waited
+    assert backlog.workers == 1

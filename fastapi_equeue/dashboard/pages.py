@@ -9,7 +9,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
-from fastapi_equeue.backend import QueueBacklogRow
 from fastapi_equeue.config import MAX_QUEUE_NAME
 from fastapi_equeue.dashboard.access import is_read_only
 from fastapi_equeue.dashboard.charts import throughput_chart
@@ -18,6 +17,7 @@ from fastapi_equeue.dashboard.render import render
 from fastapi_equeue.dashboard.route import DashboardRoute
 from fastapi_equeue.dashboard.state import Dashboard, get_dashboard
 from fastapi_equeue.errors import JobNotFound
+from fastapi_equeue.insight import QueueBacklog
 from fastapi_equeue.jobs import JobStatus, parse_job_id
 
 PAGE_SIZE = 50
@@ -36,7 +36,7 @@ class QueueLine:
 
     name: str
     counts: dict[JobStatus, int] | None
-    backlog: QueueBacklogRow | None
+    backlog: QueueBacklog | None
 
 
 async def _read_only(request: Request, dashboard: Dashboard) -> bool:

@@ -148,3 +148,32 @@ async def test_a_reader_that_comes_back_finds_what_changed_while_it_was_away(
         await writer.client.enqueue("noop")
         async with feed.reading():
             await moved_beyond(feed, seen)
+
+
+async def test_backlog_lists_what_could_run_per_queue_and_the_live_workers(
+    make_queue: Callable[..., EQueue],
+) -> None:
+    # One worker process, on a queue that stays empty: the jobs below wait.
+    queue = make_queue(concurrency=1, queues=["elsewhere"])
+
+    @queue.task
+    async def noop() -> None: ...
+
+    async with queue:
+        client = queue.client
+        await client.pause_queue("reports")
+        waited_since = time.monotonic()
+        await client.enqueue("noop", queue="emails")
+        await client.enqueue("noop", queue="emails", delay=3600)
+        backlog = await client.backlog()
+        waited_for = time.monotonic() - waited_since
+
+    by_name = {line.queue: line for line in backlog.queues}
+    assert set(by_name) == {"emails", "reports"}
+    emails, reports = by_name["emails"], by_name["reports"]
+    assert (emails.paused, emails.backlog) == (False, 2)
+    # Only the due job has an age; the delayed one counts as backlog but has not waited yet.
+    assert emails.oldest_age is not None
+    assert 0 <= emails.oldest_age <= waited_for + 1
+    assert (reports.paused, reports.backlog, reports.oldest_age) == (True, 0, None)
+    assert backlog.workers == 1
