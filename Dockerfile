@@ -8,7 +8,8 @@ FROM python:3.12-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY fastapi_equeue ./fastapi_equeue
-RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[postgres]" "uvicorn>=0.30,<1"
+# The metrics extra: /jobs/metrics serves the backlog gauge that the workers scale on.
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[postgres,metrics]" "uvicorn>=0.30,<1"
 
 FROM python:3.12-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
