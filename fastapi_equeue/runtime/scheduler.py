@@ -82,7 +82,10 @@ class Scheduler:
         while not self._stopped.is_set():
             try:
                 await self._register()
-                await self._enqueue_due()
+                # One look at the clock per round: a tick that passes while the round writes
+                # is after `now`, so the round's sleep ends at once and the next enqueues it.
+                now = self._clock.now()
+                await self._enqueue_due(now)
                 failures = 0
             except Exception as exc:
                 failures += 1
@@ -90,7 +93,7 @@ class Scheduler:
                     logger.warning("scheduler failed (%s: %s)", type(exc).__name__, exc)
                 await back_off(failures, base=RETRY_BASE, cap=RETRY_CAP, stop=self._stopped)
                 continue
-            await self._sleep_to_next_tick()
+            await self._sleep_until(min(schedule.next_tick(now) for schedule in self._schedules))
 
     def stop(self) -> None:
         """Stop after the round in progress, if any."""
@@ -119,8 +122,7 @@ class Scheduler:
                 row.last_tick.isoformat(),
             )
 
-    async def _enqueue_due(self) -> None:
-        now = self._clock.now()
+    async def _enqueue_due(self, now: datetime) -> None:
         for schedule in self._schedules:
             tick = schedule.latest_tick(now)
             if tick is not None and tick > self._done[schedule.name]:
@@ -171,8 +173,6 @@ class Scheduler:
             )
         )
 
-    async def _sleep_to_next_tick(self) -> None:
-        now = self._clock.now()
-        wake = min(schedule.next_tick(now) for schedule in self._schedules)
-        delay = min(MAX_SLEEP, (wake - now).total_seconds())
+    async def _sleep_until(self, wake: datetime) -> None:
+        delay = min(MAX_SLEEP, (wake - self._clock.now()).total_seconds())
         await self._clock.wait_until(self._stopped, self._clock.monotonic() + delay)
